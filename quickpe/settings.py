@@ -1,0 +1,229 @@
+"""QuickPe settings. Every value comes from the environment through ``quickpe.env``.
+
+With no ``DATABASE_URL`` / ``REDIS_URL`` the embedded development services start on demand
+(``quickpe.embedded``). The README lists every variable.
+"""
+
+import secrets
+from datetime import timedelta
+from pathlib import Path
+
+import dj_database_url
+from django.core.exceptions import ImproperlyConfigured
+
+from quickpe import embedded
+from quickpe.env import env_bool, env_int, env_list, env_paise, env_rate, env_str
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+# The embedded default is a developer's machine; production always sets DATABASE_URL.
+DATABASE_URL = env_str("DATABASE_URL")
+REDIS_URL = env_str("REDIS_URL")
+IS_EMBEDDED = not DATABASE_URL
+if not DATABASE_URL:
+    DATABASE_URL = embedded.ensure_postgres()
+if not REDIS_URL:
+    REDIS_URL = embedded.ensure_redis()
+
+
+def _development_secret_key() -> str:
+    """A random key kept under .data/ so every local process (and gunicorn worker) shares it."""
+    path = embedded.DATA_DIR / "secret_key"
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(secrets.token_urlsafe(50))
+        path.chmod(0o600)
+    return path.read_text().strip()
+
+
+SECRET_KEY = env_str("SECRET_KEY")
+if not SECRET_KEY:
+    if not IS_EMBEDDED:
+        raise ImproperlyConfigured("SECRET_KEY must be set when DATABASE_URL is set.")
+    SECRET_KEY = _development_secret_key()
+
+DEBUG = env_bool("DEBUG", False)
+ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["127.0.0.1", "localhost", "[::1]"])
+CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [])
+# Behind a TLS-terminating proxy (see README) the proxy sets X-Forwarded-Proto.
+if env_bool("BEHIND_PROXY", False):
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+    USE_X_FORWARDED_HOST = True
+SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = env_bool("SECURE_COOKIES", not IS_EMBEDDED)
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "whitenoise.runserver_nostatic",
+    "django.contrib.staticfiles",
+    "rest_framework",
+    "rest_framework_simplejwt.token_blacklist",
+    "django_filters",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",
+    "pgtrigger",
+    "wallet",
+    "audit",
+    "notifications",
+    "analytics",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "quickpe.urls"
+WSGI_APPLICATION = "quickpe.wsgi.application"
+ASGI_APPLICATION = "quickpe.asgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+DATABASES = {
+    "default": dj_database_url.parse(
+        DATABASE_URL,
+        conn_max_age=env_int("DATABASE_CONN_MAX_AGE", 60),
+        conn_health_checks=True,
+    )
+}
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+CACHES = {
+    "default": {
+        "BACKEND": "django.core.cache.backends.redis.RedisCache",
+        "LOCATION": REDIS_URL,
+        "KEY_PREFIX": "quickpe",
+    }
+}
+
+AUTH_USER_MODEL = "wallet.User"
+PASSWORD_HASHERS = [
+    "django.contrib.auth.hashers.Argon2PasswordHasher",
+    "django.contrib.auth.hashers.PBKDF2PasswordHasher",
+]
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+
+LANGUAGE_CODE = "en-in"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+# Daily limits and calendar days are counted in India's time zone.
+QUICKPE_BUSINESS_TIME_ZONE = "Asia/Kolkata"
+
+STATIC_URL = "static/"
+STATIC_ROOT = BASE_DIR / "staticfiles"
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {"BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"},
+}
+# Without collectstatic (tests, a quick shell) serve straight from the apps' folders.
+WHITENOISE_USE_FINDERS = not (STATIC_ROOT / "staticfiles.json").exists()
+if WHITENOISE_USE_FINDERS:
+    STORAGES["staticfiles"]["BACKEND"] = "django.contrib.staticfiles.storage.StaticFilesStorage"
+
+DATA_UPLOAD_MAX_MEMORY_SIZE = env_int("QUICKPE_MAX_BODY_BYTES", 64 * 1024, minimum=1024)
+
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "rest_framework_simplejwt.authentication.JWTAuthentication",
+    ],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_PARSER_CLASSES": ["quickpe.parsers.StrictJSONParser"],
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
+    "DEFAULT_PAGINATION_CLASS": "quickpe.pagination.CursorPage",
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "EXCEPTION_HANDLER": "quickpe.errors.problem_exception_handler",
+    "UNAUTHENTICATED_USER": None,
+    "DATETIME_FORMAT": "%Y-%m-%dT%H:%M:%S.%fZ",
+}
+
+SIMPLE_JWT = {
+    "ACCESS_TOKEN_LIFETIME": timedelta(
+        minutes=env_int("QUICKPE_ACCESS_TOKEN_MINUTES", 15, minimum=1)
+    ),
+    "REFRESH_TOKEN_LIFETIME": timedelta(
+        days=env_int("QUICKPE_REFRESH_TOKEN_DAYS", 14, minimum=1)
+    ),
+    "ROTATE_REFRESH_TOKENS": True,
+    "BLACKLIST_AFTER_ROTATION": True,
+    "UPDATE_LAST_LOGIN": False,
+    "SIGNING_KEY": env_str("JWT_SIGNING_KEY") or SECRET_KEY,
+    "ALGORITHM": "HS256",
+    "USER_ID_FIELD": "id",
+    "USER_ID_CLAIM": "user_id",
+}
+
+SPECTACULAR_SETTINGS = {
+    "TITLE": "QuickPe API",
+    "DESCRIPTION": (
+        "Real-time digital wallet. Amounts are strings with exactly two decimals (INR); "
+        "errors are RFC 9457 problem+json with a stable `code`."
+    ),
+    "VERSION": "1.0.0",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+    "COMPONENT_SPLIT_REQUEST": True,
+}
+
+# Money rules (README: "Configuration"). Amounts are rupees in the environment, paise here.
+QUICKPE_MIN_AMOUNT = env_paise("QUICKPE_MIN_AMOUNT", "1.00")
+QUICKPE_MAX_PER_TRANSACTION = env_paise("QUICKPE_MAX_PER_TRANSACTION", "100000.00")
+QUICKPE_DAILY_DEPOSIT_LIMIT = env_paise("QUICKPE_DAILY_DEPOSIT_LIMIT", "100000.00")
+QUICKPE_DAILY_OUTGOING_LIMIT = env_paise("QUICKPE_DAILY_OUTGOING_LIMIT", "100000.00")
+QUICKPE_MAX_BALANCE = env_paise("QUICKPE_MAX_BALANCE", "10000000.00")
+QUICKPE_SIGNUP_BONUS = env_paise("QUICKPE_SIGNUP_BONUS", "0", allow_zero=True)
+
+QUICKPE_MONEY_RATE = env_rate("QUICKPE_MONEY_RATE", "10/m")
+QUICKPE_SIGNIN_RATE = env_rate("QUICKPE_SIGNIN_RATE", "5/m")
+QUICKPE_SIGNIN_IP_RATE = env_rate("QUICKPE_SIGNIN_IP_RATE", "30/m")
+QUICKPE_SIGNUP_IP_RATE = env_rate("QUICKPE_SIGNUP_IP_RATE", "20/h")
+
+QUICKPE_IDEMPOTENCY_TTL_HOURS = env_int("QUICKPE_IDEMPOTENCY_TTL_HOURS", 24, minimum=1)
+# Independent hash chains in the audit log; see README "Audit chain".
+QUICKPE_AUDIT_CHAINS = env_int("QUICKPE_AUDIT_CHAINS", 16, minimum=1)
+# The public WebSocket URL advertised by /api/v1/realtime (daphne).
+QUICKPE_WEBSOCKET_URL = env_str("QUICKPE_WEBSOCKET_URL", "ws://127.0.0.1:8001/ws/events/")
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
+    "loggers": {
+        "django.db.backends": {"level": "WARNING"},
+        "pgserver": {"level": "WARNING"},
+    },
+}
+# How many proxies in front of the app append to X-Forwarded-For (0: trust REMOTE_ADDR only).
+QUICKPE_TRUSTED_PROXIES = env_int("QUICKPE_TRUSTED_PROXIES", 0)

@@ -1,0 +1,111 @@
+"""Rate limits shared by every process through Redis (sliding window, atomic in Lua).
+
+DRF's stock throttles read-modify-write a cached list, so two workers can both let a request
+through; here the check and the hit are one Redis script, so a limit holds across processes.
+A rejected request is not counted, and it is rejected before the view runs, so it changes nothing.
+"""
+
+import hashlib
+import uuid
+
+from django.conf import settings
+from rest_framework.throttling import BaseThrottle
+
+from quickpe.redis import get_redis
+from quickpe.request_meta import client_ip
+
+_PERIODS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+# KEYS[1] = window key; ARGV = limit, period_ms, member. Returns {allowed, wait_ms}.
+_SLIDING_WINDOW = """
+local now_parts = redis.call('TIME')
+local now = tonumber(now_parts[1]) * 1000 + math.floor(tonumber(now_parts[2]) / 1000)
+local limit = tonumber(ARGV[1])
+local period = tonumber(ARGV[2])
+redis.call('ZREMRANGEBYSCORE', KEYS[1], 0, now - period)
+if redis.call('ZCARD', KEYS[1]) < limit then
+  redis.call('ZADD', KEYS[1], now, ARGV[3])
+  redis.call('PEXPIRE', KEYS[1], period)
+  return {1, 0}
+end
+local oldest = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
+return {0, tonumber(oldest[2]) + period - now}
+"""
+
+
+def parse_rate(rate: str) -> tuple[int, int]:
+    count, unit = rate.split("/")
+    return int(count), _PERIODS[unit[0]]
+
+
+def hit(key: str, rate: str) -> float | None:
+    """Count one hit against ``key``; None if allowed, else seconds until the next is allowed."""
+    limit, period = parse_rate(rate)
+    script = get_redis().register_script(_SLIDING_WINDOW)
+    allowed, wait_ms = script(keys=[f"quickpe:rate:{key}"], args=[limit, period * 1000, uuid.uuid4().hex])
+    return None if allowed else max(int(wait_ms), 1) / 1000
+
+
+class SharedRateThrottle(BaseThrottle):
+    """Subclasses name the setting holding the rate and how to identify the caller."""
+
+    rate_setting = ""
+    scope = ""
+
+    def __init__(self):
+        self._wait: float | None = None
+
+    def identity(self, request, view) -> str | None:
+        raise NotImplementedError
+
+    def allow_request(self, request, view) -> bool:
+        rate = getattr(settings, self.rate_setting)
+        identity = self.identity(request, view)
+        if rate is None or identity is None:
+            return True
+        self._wait = hit(f"{self.scope}:{identity}", rate)
+        return self._wait is None
+
+    def wait(self) -> float | None:
+        return self._wait
+
+
+class MoneyRateThrottle(SharedRateThrottle):
+    """Per user and per money endpoint: ``QUICKPE_MONEY_RATE`` (default 10/m)."""
+
+    rate_setting = "QUICKPE_MONEY_RATE"
+    scope = "money"
+
+    def identity(self, request, view):
+        if not request.user or not request.user.is_authenticated:
+            return None
+        return f"{view.throttle_scope}:{request.user.pk}"
+
+
+class SigninAccountThrottle(SharedRateThrottle):
+    """Per account, whoever tries: ``QUICKPE_SIGNIN_RATE`` (default 5/m)."""
+
+    rate_setting = "QUICKPE_SIGNIN_RATE"
+    scope = "signin-account"
+
+    def identity(self, request, view):
+        email = request.data.get("email") if hasattr(request.data, "get") else None
+        if not isinstance(email, str) or not email.strip():
+            return None
+        # Hash so Redis never holds an email address.
+        return hashlib.sha256(email.strip().lower().encode()).hexdigest()[:32]
+
+
+class SigninIPThrottle(SharedRateThrottle):
+    """Per client IP across accounts: ``QUICKPE_SIGNIN_IP_RATE`` (default 30/m)."""
+
+    rate_setting = "QUICKPE_SIGNIN_IP_RATE"
+    scope = "signin-ip"
+
+    def identity(self, request, view):
+        return client_ip(request)
+
+
+class SignupIPThrottle(SigninIPThrottle):
+    rate_setting = "QUICKPE_SIGNUP_IP_RATE"
+    scope = "signup-ip"

@@ -1,0 +1,94 @@
+"""Support staff's view of accounts and money. Ledger and transfers are read-only: money only
+moves through the services, and every change an admin makes is audited."""
+
+from django.contrib import admin, messages
+from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
+
+from quickpe.money import format_inr
+from wallet.models import IdempotencyKey, LedgerEntry, Transfer, User, Wallet
+from wallet.services.money import wallet_set_status
+
+
+class ReadOnlyAdmin(admin.ModelAdmin):
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(User)
+class UserAdmin(DjangoUserAdmin):
+    ordering = ["-date_joined"]
+    list_display = ["quickpe_id", "email", "first_name", "last_name", "is_staff", "is_active"]
+    search_fields = ["quickpe_id", "email", "first_name", "last_name"]
+    readonly_fields = ["quickpe_id", "date_joined", "last_login"]
+    fieldsets = [
+        (None, {"fields": ["quickpe_id", "email", "password"]}),
+        ("Profile", {"fields": ["first_name", "last_name"]}),
+        ("Access", {"fields": ["is_active", "is_staff", "is_superuser", "groups"]}),
+        ("Dates", {"fields": ["date_joined", "last_login"]}),
+    ]
+    add_fieldsets = [
+        (None, {"fields": ["email", "first_name", "last_name", "password1", "password2"]}),
+    ]
+
+
+@admin.register(Wallet)
+class WalletAdmin(admin.ModelAdmin):
+    list_display = ["user", "balance_inr", "status", "updated_at"]
+    list_filter = ["status"]
+    search_fields = ["user__quickpe_id", "user__email"]
+    readonly_fields = [
+        "user", "balance", "limits_day", "deposited_on_day", "outgoing_on_day", "created_at",
+        "updated_at", "status",
+    ]
+    actions = ["freeze", "unfreeze"]
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+    @admin.display(description="balance")
+    def balance_inr(self, wallet):
+        return format_inr(wallet.balance)
+
+    def _set_status(self, request, queryset, status):
+        for wallet in queryset.select_related("user"):
+            wallet_set_status(wallet=wallet, status=status, actor=request.user, request=request,
+                              reason="admin action")
+        messages.success(request, f"{queryset.count()} wallet(s) now {status}.")
+
+    @admin.action(description="Freeze selected wallets")
+    def freeze(self, request, queryset):
+        self._set_status(request, queryset, Wallet.Status.FROZEN)
+
+    @admin.action(description="Unfreeze selected wallets")
+    def unfreeze(self, request, queryset):
+        self._set_status(request, queryset, Wallet.Status.ACTIVE)
+
+
+@admin.register(LedgerEntry)
+class LedgerEntryAdmin(ReadOnlyAdmin):
+    list_display = ["reference", "wallet", "kind", "direction", "amount", "balance_after",
+                    "created_at"]
+    list_filter = ["kind", "direction", "category"]
+    search_fields = ["reference", "wallet__user__quickpe_id"]
+    list_select_related = ["wallet__user"]
+
+
+@admin.register(Transfer)
+class TransferAdmin(ReadOnlyAdmin):
+    list_display = ["reference", "sender", "recipient", "amount", "status", "created_at"]
+    search_fields = ["reference", "sender__quickpe_id", "recipient__quickpe_id"]
+    list_select_related = ["sender", "recipient"]
+
+
+@admin.register(IdempotencyKey)
+class IdempotencyKeyAdmin(ReadOnlyAdmin):
+    list_display = ["user", "key", "response_status", "created_at"]

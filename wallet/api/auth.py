@@ -1,0 +1,153 @@
+"""Accounts API: sign-up, sign-in, token refresh and sign-out, profile, password, user search."""
+
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework import status
+from rest_framework.exceptions import AuthenticationFailed
+from rest_framework.exceptions import ValidationError as DRFValidationError
+from rest_framework.permissions import AllowAny
+from rest_framework.response import Response
+from rest_framework.views import APIView
+from rest_framework_simplejwt.exceptions import TokenError
+from rest_framework_simplejwt.serializers import TokenRefreshSerializer
+from rest_framework_simplejwt.tokens import RefreshToken
+
+from quickpe.throttling import SigninAccountThrottle, SigninIPThrottle, SignupIPThrottle
+from wallet import selectors
+from wallet.api.serializers import (
+    AuthResultSerializer,
+    PasswordChangeSerializer,
+    ProfileUpdateSerializer,
+    RefreshSerializer,
+    SigninSerializer,
+    SignupSerializer,
+    TokenPairSerializer,
+    UserSearchResultSerializer,
+    UserSerializer,
+)
+from wallet.services import users
+
+
+def _auth_result(user, tokens) -> dict:
+    return {"user": UserSerializer(user).data, **tokens}
+
+
+class SignupView(APIView):
+    permission_classes = [AllowAny]
+    authentication_classes = []
+    throttle_classes = [SignupIPThrottle]
+
+    @extend_schema(request=SignupSerializer, responses={201: AuthResultSerializer}, tags=["auth"])
+    def post(self, request):
+        serializer = SignupSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        user = users.user_create(**serializer.validated_data, request=request)
+        return Response(_auth_result(user, users.tokens_issue(user)), status=status.HTTP_201_CREATED)
+
+
+class SigninView(APIView):
+    permission_classes = [AllowAny]
+    authentication_classes = []
+    throttle_classes = [SigninAccountThrottle, SigninIPThrottle]
+
+    @extend_schema(
+        request=SigninSerializer,
+        responses={200: AuthResultSerializer},
+        tags=["auth"],
+        description="Wrong credentials: 401 `invalid_credentials`. Throttled per account "
+        "(QUICKPE_SIGNIN_RATE) and per IP: 429 with Retry-After.",
+    )
+    def post(self, request):
+        serializer = SigninSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        user, tokens = users.user_signin(**serializer.validated_data, request=request)
+        return Response(_auth_result(user, tokens))
+
+
+def _refresh_token(raw: str) -> RefreshToken:
+    try:
+        return RefreshToken(raw)
+    except TokenError:
+        raise AuthenticationFailed("The refresh token is invalid, expired or revoked.") from None
+
+
+class RefreshView(APIView):
+    permission_classes = [AllowAny]
+    authentication_classes = []
+
+    @extend_schema(
+        request=RefreshSerializer,
+        responses={200: TokenPairSerializer},
+        tags=["auth"],
+        description="Refresh tokens rotate: the one sent is revoked and a new pair returned. "
+        "A used or revoked refresh token is 401 `invalid_token`.",
+    )
+    def post(self, request):
+        payload = RefreshSerializer(data=request.data)
+        payload.is_valid(raise_exception=True)
+        serializer = TokenRefreshSerializer(data=payload.validated_data)
+        try:
+            serializer.is_valid(raise_exception=True)
+        except (TokenError, DRFValidationError, AuthenticationFailed):
+            raise AuthenticationFailed(
+                "The refresh token is invalid, expired or revoked."
+            ) from None
+        return Response(serializer.validated_data)
+
+
+class SignoutView(APIView):
+    permission_classes = [AllowAny]
+    authentication_classes = []
+
+    @extend_schema(request=RefreshSerializer, responses={204: None}, tags=["auth"])
+    def post(self, request):
+        payload = RefreshSerializer(data=request.data)
+        payload.is_valid(raise_exception=True)
+        users.user_signout(refresh=_refresh_token(payload.validated_data["refresh"]), request=request)
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class MeView(APIView):
+    @extend_schema(responses={200: UserSerializer}, tags=["users"])
+    def get(self, request):
+        return Response(UserSerializer(request.user).data)
+
+    @extend_schema(request=ProfileUpdateSerializer, responses={200: UserSerializer}, tags=["users"])
+    def patch(self, request):
+        serializer = ProfileUpdateSerializer(data=request.data, partial=True)
+        serializer.is_valid(raise_exception=True)
+        user = users.user_update_profile(
+            user=request.user, request=request, **serializer.validated_data
+        )
+        return Response(UserSerializer(user).data)
+
+
+class PasswordView(APIView):
+    @extend_schema(
+        request=PasswordChangeSerializer,
+        responses={204: None},
+        tags=["users"],
+        description="Revokes every refresh token of the user. Wrong old password: 400 "
+        "`invalid_password`; a weak new one: 400 `weak_password`.",
+    )
+    def post(self, request):
+        serializer = PasswordChangeSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        users.user_password_change(user=request.user, request=request, **serializer.validated_data)
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class UserSearchView(APIView):
+    @extend_schema(
+        parameters=[OpenApiParameter("search", str, required=True, description="at least 2 chars")],
+        responses={200: UserSearchResultSerializer(many=True)},
+        tags=["users"],
+        description="Matches name, QuickPe ID or exact email; at most 20, never the caller.",
+    )
+    def get(self, request):
+        query = request.query_params.get("search", "").strip()
+        if len(query) < 2:
+            raise DRFValidationError(
+                {"search": ["Type at least 2 characters."]}, code="too_short"
+            )
+        found = selectors.users_search(query=query, exclude=request.user)
+        return Response(UserSearchResultSerializer(found, many=True).data)

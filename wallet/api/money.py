@@ -1,0 +1,166 @@
+"""Wallet API: balance, deposits, withdrawals, transfers and the caller's ledger."""
+
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework import generics, status
+from rest_framework.filters import OrderingFilter
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from django_filters.rest_framework import DjangoFilterBackend
+from quickpe.throttling import MoneyRateThrottle
+from wallet import selectors
+from wallet.api.filters import TransactionFilter
+from wallet.api.serializers import (
+    MovementRequestSerializer,
+    MovementResultSerializer,
+    TransactionSerializer,
+    TransferRequestSerializer,
+    TransferResultSerializer,
+    TransferSerializer,
+    WalletSerializer,
+)
+from wallet.idempotency import idempotent
+from wallet.models import Wallet
+from wallet.services import money
+
+IDEMPOTENCY_KEY = OpenApiParameter(
+    "Idempotency-Key",
+    str,
+    location=OpenApiParameter.HEADER,
+    required=True,
+    description="1-255 printable ASCII characters, scoped to you. Same key and body within "
+    "24 h: the first response again with `Idempotent-Replayed: true`; a different body: 422 "
+    "`idempotency_key_reused`; while the first is in flight: 409 `idempotency_key_in_use`.",
+)
+MONEY_ERRORS = (
+    "Refusals change nothing: 400 `validation_error`, 403 `wallet_frozen`, 409 "
+    "`insufficient_funds` or `limit_exceeded` (errors[0] names the limit and the remaining "
+    "allowance), 429 `rate_limited` with Retry-After."
+)
+
+
+def _movement_result(movement: money.Movement) -> dict:
+    result = {
+        "transaction": TransactionSerializer(movement.entry).data,
+        "balance": WalletSerializer().fields["balance"].to_representation(movement.wallet.balance),
+    }
+    if movement.transfer is not None:
+        result["transfer"] = TransferSerializer(movement.transfer).data
+    return result
+
+
+class WalletView(APIView):
+    @extend_schema(responses={200: WalletSerializer}, tags=["wallet"])
+    def get(self, request):
+        wallet = Wallet.objects.select_related("user").get(user=request.user)
+        return Response(WalletSerializer(wallet).data)
+
+
+class MoneyMovementView(APIView):
+    """A money-moving POST: rate-limited per user, idempotent by key."""
+
+    throttle_classes = [MoneyRateThrottle]
+    throttle_scope = ""
+    request_serializer = MovementRequestSerializer
+
+    def post(self, request):
+        def handler() -> Response:
+            serializer = self.request_serializer(data=request.data)
+            serializer.is_valid(raise_exception=True)
+            movement = self.perform(request, serializer.validated_data)
+            return Response(_movement_result(movement), status=status.HTTP_201_CREATED)
+
+        return idempotent(request, self, handler)
+
+    def perform(self, request, data) -> money.Movement:
+        raise NotImplementedError
+
+
+class DepositView(MoneyMovementView):
+    throttle_scope = "deposit"
+
+    @extend_schema(
+        request=MovementRequestSerializer,
+        responses={201: MovementResultSerializer},
+        parameters=[IDEMPOTENCY_KEY],
+        tags=["wallet"],
+        description=MONEY_ERRORS,
+    )
+    def post(self, request):
+        return super().post(request)
+
+    def perform(self, request, data):
+        return money.deposit_create(user=request.user, request=request, **data)
+
+
+class WithdrawalView(MoneyMovementView):
+    throttle_scope = "withdrawal"
+
+    @extend_schema(
+        request=MovementRequestSerializer,
+        responses={201: MovementResultSerializer},
+        parameters=[IDEMPOTENCY_KEY],
+        tags=["wallet"],
+        description=MONEY_ERRORS,
+    )
+    def post(self, request):
+        return super().post(request)
+
+    def perform(self, request, data):
+        return money.withdrawal_create(user=request.user, request=request, **data)
+
+
+class TransferCreateView(MoneyMovementView):
+    throttle_scope = "transfer"
+    request_serializer = TransferRequestSerializer
+
+    @extend_schema(
+        request=TransferRequestSerializer,
+        responses={201: TransferResultSerializer},
+        parameters=[IDEMPOTENCY_KEY],
+        tags=["transfers"],
+        description=MONEY_ERRORS + " 404 `recipient_not_found`, 400 `self_transfer`.",
+    )
+    def post(self, request):
+        return super().post(request)
+
+    def perform(self, request, data):
+        recipient = money.recipient_resolve(identifier=data.pop("recipient"))
+        return money.transfer_create(sender=request.user, recipient=recipient, request=request, **data)
+
+
+class TransferDetailView(generics.RetrieveAPIView):
+    serializer_class = TransferSerializer
+
+    def get_queryset(self):
+        return selectors.transfers_for(user=self.request.user)
+
+    @extend_schema(tags=["transfers"], description="Participants only; anyone else gets 404.")
+    def get(self, request, *args, **kwargs):
+        return super().get(request, *args, **kwargs)
+
+
+class TransactionListView(generics.ListAPIView):
+    serializer_class = TransactionSerializer
+    filter_backends = [DjangoFilterBackend, OrderingFilter]
+    filterset_class = TransactionFilter
+    ordering_fields = ["created_at", "amount"]
+    ordering = ["-created_at"]
+
+    def get_queryset(self):
+        return selectors.transactions_for(user=self.request.user)
+
+    @extend_schema(tags=["wallet"])
+    def get(self, request, *args, **kwargs):
+        return super().get(request, *args, **kwargs)
+
+
+class TransactionDetailView(generics.RetrieveAPIView):
+    serializer_class = TransactionSerializer
+
+    def get_queryset(self):
+        return selectors.transactions_for(user=self.request.user)
+
+    @extend_schema(tags=["wallet"])
+    def get(self, request, *args, **kwargs):
+        return super().get(request, *args, **kwargs)

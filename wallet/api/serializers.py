@@ -1,0 +1,153 @@
+from rest_framework import serializers
+
+from audit.masking import mask_email
+from quickpe.money import format_paise
+from wallet import limits
+from wallet.api.fields import AmountField
+from wallet.models import Category, LedgerEntry, Transfer, User, Wallet
+
+
+class UserSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = User
+        fields = ["id", "quickpe_id", "email", "first_name", "last_name", "is_staff", "date_joined"]
+        read_only_fields = ["id", "quickpe_id", "email", "is_staff", "date_joined"]
+
+
+class ProfileUpdateSerializer(serializers.Serializer):
+    first_name = serializers.CharField(max_length=150, min_length=1, required=False)
+    last_name = serializers.CharField(max_length=150, required=False, allow_blank=True)
+
+
+class SignupSerializer(serializers.Serializer):
+    email = serializers.EmailField(max_length=254)
+    password = serializers.CharField(max_length=128, trim_whitespace=False, write_only=True)
+    first_name = serializers.CharField(max_length=150, min_length=1)
+    last_name = serializers.CharField(max_length=150, allow_blank=True, required=False, default="")
+
+
+class SigninSerializer(serializers.Serializer):
+    email = serializers.CharField(max_length=254)
+    password = serializers.CharField(max_length=128, trim_whitespace=False, write_only=True)
+
+
+class RefreshSerializer(serializers.Serializer):
+    refresh = serializers.CharField(max_length=2048)
+
+
+class PasswordChangeSerializer(serializers.Serializer):
+    old_password = serializers.CharField(max_length=128, trim_whitespace=False)
+    new_password = serializers.CharField(max_length=128, trim_whitespace=False)
+
+
+class AuthResultSerializer(serializers.Serializer):
+    user = UserSerializer()
+    access = serializers.CharField()
+    refresh = serializers.CharField()
+
+
+class TokenPairSerializer(serializers.Serializer):
+    access = serializers.CharField()
+    refresh = serializers.CharField()
+
+
+class UserSearchResultSerializer(serializers.ModelSerializer):
+    name = serializers.CharField(source="get_full_name")
+    email_masked = serializers.SerializerMethodField()
+
+    class Meta:
+        model = User
+        fields = ["quickpe_id", "name", "email_masked"]
+
+    def get_email_masked(self, user: User) -> str:
+        return mask_email(user.email)
+
+
+class PartySerializer(serializers.ModelSerializer):
+    name = serializers.CharField(source="get_full_name")
+
+    class Meta:
+        model = User
+        fields = ["quickpe_id", "name"]
+
+
+class WalletSerializer(serializers.ModelSerializer):
+    quickpe_id = serializers.CharField(source="user.quickpe_id")
+    balance = AmountField()
+    currency = serializers.SerializerMethodField()
+    limits = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Wallet
+        fields = ["quickpe_id", "balance", "currency", "status", "limits", "updated_at"]
+
+    def get_currency(self, wallet) -> str:
+        return "INR"
+
+    def get_limits(self, wallet) -> dict:
+        from django.conf import settings
+
+        deposited, outgoing = limits.daily_totals(wallet, limits.business_day())
+        return {
+            "min_per_transaction": format_paise(settings.QUICKPE_MIN_AMOUNT),
+            "max_per_transaction": format_paise(settings.QUICKPE_MAX_PER_TRANSACTION),
+            "max_balance": format_paise(settings.QUICKPE_MAX_BALANCE),
+            "daily_deposit": format_paise(settings.QUICKPE_DAILY_DEPOSIT_LIMIT),
+            "daily_deposit_remaining": format_paise(
+                max(settings.QUICKPE_DAILY_DEPOSIT_LIMIT - deposited, 0)
+            ),
+            "daily_outgoing": format_paise(settings.QUICKPE_DAILY_OUTGOING_LIMIT),
+            "daily_outgoing_remaining": format_paise(
+                max(settings.QUICKPE_DAILY_OUTGOING_LIMIT - outgoing, 0)
+            ),
+        }
+
+
+class TransactionSerializer(serializers.ModelSerializer):
+    amount = AmountField()
+    balance_after = AmountField()
+    counterparty = PartySerializer(allow_null=True)
+    transfer_id = serializers.IntegerField(allow_null=True)
+
+    class Meta:
+        model = LedgerEntry
+        fields = [
+            "id", "reference", "kind", "direction", "amount", "balance_after", "category",
+            "description", "counterparty", "transfer_id", "created_at",
+        ]
+
+
+class TransferSerializer(serializers.ModelSerializer):
+    amount = AmountField()
+    sender = PartySerializer()
+    recipient = PartySerializer()
+
+    class Meta:
+        model = Transfer
+        fields = [
+            "id", "reference", "sender", "recipient", "amount", "note", "category", "status",
+            "created_at",
+        ]
+
+
+class MovementRequestSerializer(serializers.Serializer):
+    amount = AmountField()
+    description = serializers.CharField(max_length=255, required=False, allow_blank=True, default="")
+
+
+class TransferRequestSerializer(serializers.Serializer):
+    recipient = serializers.CharField(max_length=254, help_text="QuickPe ID or email")
+    amount = AmountField()
+    note = serializers.CharField(max_length=255, required=False, allow_blank=True, default="")
+    category = serializers.ChoiceField(
+        choices=Category.choices, required=False, default=Category.TRANSFER
+    )
+
+
+class MovementResultSerializer(serializers.Serializer):
+    transaction = TransactionSerializer()
+    balance = AmountField()
+
+
+class TransferResultSerializer(MovementResultSerializer):
+    transfer = TransferSerializer()

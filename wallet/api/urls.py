@@ -1,0 +1,20 @@
+from django.urls import path
+
+from wallet.api import auth, money
+
+urlpatterns = [
+    path("auth/signup", auth.SignupView.as_view(), name="signup"),
+    path("auth/signin", auth.SigninView.as_view(), name="signin"),
+    path("auth/refresh", auth.RefreshView.as_view(), name="refresh"),
+    path("auth/signout", auth.SignoutView.as_view(), name="signout"),
+    path("me", auth.MeView.as_view(), name="me"),
+    path("me/password", auth.PasswordView.as_view(), name="password"),
+    path("users", auth.UserSearchView.as_view(), name="user-search"),
+    path("wallet", money.WalletView.as_view(), name="wallet"),
+    path("wallet/deposits", money.DepositView.as_view(), name="deposit"),
+    path("wallet/withdrawals", money.WithdrawalView.as_view(), name="withdrawal"),
+    path("transfers", money.TransferCreateView.as_view(), name="transfer-create"),
+    path("transfers/<int:pk>", money.TransferDetailView.as_view(), name="transfer-detail"),
+    path("transactions", money.TransactionListView.as_view(), name="transaction-list"),
+    path("transactions/<int:pk>", money.TransactionDetailView.as_view(), name="transaction-detail"),
+]

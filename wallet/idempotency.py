@@ -1,0 +1,114 @@
+"""Idempotency keys for money-moving POSTs, as the contract describes them.
+
+The key row is written in the same transaction as the movement it guards, so a crash can never
+leave one without the other. A transaction-scoped advisory lock on (user, key) tells a
+concurrent duplicate apart from a finished one without waiting: if another transaction holds
+it, the first request is still in flight (409); once that commits, the key row is visible and
+the response is replayed. Refusals (validation, insufficient funds, limits) are remembered too:
+the attempted movement is rolled back to a savepoint and the refusal is stored under the key.
+"""
+
+import hashlib
+import json
+from collections.abc import Callable
+from datetime import timedelta
+
+from django.conf import settings
+from django.db import connection, transaction
+from django.utils import timezone
+from rest_framework import exceptions as drf
+from rest_framework.renderers import JSONRenderer
+from rest_framework.response import Response
+
+from quickpe.db import run_with_retries
+from quickpe.errors import (
+    PROBLEM_CONTENT_TYPE,
+    IdempotencyKeyInUse,
+    IdempotencyKeyInvalid,
+    IdempotencyKeyRequired,
+    IdempotencyKeyReused,
+    QuickPeError,
+    problem_exception_handler,
+)
+from wallet.models import IdempotencyKey
+
+HEADER = "Idempotency-Key"
+REPLAYED_HEADER = "Idempotent-Replayed"
+
+
+def _validated_key(request) -> str:
+    key = request.headers.get(HEADER)
+    if key is None or key == "":
+        raise IdempotencyKeyRequired()
+    if len(key) > 255 or not all(0x20 < ord(char) < 0x7F for char in key):
+        raise IdempotencyKeyInvalid()
+    return key
+
+
+def _fingerprint(request) -> str:
+    """The same request is the same method, path and body bytes."""
+    digest = hashlib.sha256()
+    for part in (request.method, request.path):
+        digest.update(part.encode() + b"\0")
+    digest.update(request._request.body)  # read before DRF parses; Django caches it
+    return digest.hexdigest()
+
+
+def _advisory_lock_id(user_id: int, key: str) -> int:
+    raw = hashlib.sha256(f"idempotency:{user_id}:{key}".encode()).digest()[:8]
+    return int.from_bytes(raw, "big", signed=True)
+
+
+def _replay(record: IdempotencyKey) -> Response:
+    is_problem = record.response_status >= 400
+    return Response(
+        record.response_body,
+        status=record.response_status,
+        headers={REPLAYED_HEADER: "true"},
+        content_type=PROBLEM_CONTENT_TYPE if is_problem else None,
+    )
+
+
+# Refusals that are remembered under the key; anything else is a bug and is not.
+_REMEMBERED = (QuickPeError, drf.ValidationError, drf.ParseError)
+
+
+def idempotent(request, view, handler: Callable[[], Response]) -> Response:
+    """Run ``handler`` at most once per (user, Idempotency-Key) within the retention window."""
+    key = _validated_key(request)
+    fingerprint = _fingerprint(request)
+    user = request.user
+    context = {"request": request, "view": view}
+
+    def attempt() -> Response:
+        with transaction.atomic():
+            with connection.cursor() as cursor:
+                cursor.execute(
+                    "SELECT pg_try_advisory_xact_lock(%s)", [_advisory_lock_id(user.pk, key)]
+                )
+                if not cursor.fetchone()[0]:
+                    raise IdempotencyKeyInUse()
+            record = IdempotencyKey.objects.filter(user=user, key=key).first()
+            cutoff = timezone.now() - timedelta(hours=settings.QUICKPE_IDEMPOTENCY_TTL_HOURS)
+            if record is not None and record.created_at < cutoff:
+                record.delete()  # an expired key starts afresh
+                record = None
+            if record is not None:
+                if record.fingerprint != fingerprint:
+                    raise IdempotencyKeyReused()
+                return _replay(record)
+            try:
+                with transaction.atomic():  # savepoint: a refusal undoes only the attempt
+                    response = handler()
+            except _REMEMBERED as error:
+                response = problem_exception_handler(error, context)
+            IdempotencyKey.objects.create(
+                user=user,
+                key=key,
+                fingerprint=fingerprint,
+                response_status=response.status_code,
+                response_body=json.loads(JSONRenderer().render(response.data)),
+            )
+            return response
+
+    return run_with_retries(attempt)

@@ -1,0 +1,216 @@
+"""Users, wallets and the ledger. Amounts are integer paise; the database enforces the rules
+that must never break (non-negative balances, positive amounts, unique references, an
+append-only ledger) even if a bug slipped past the services."""
+
+import pgtrigger
+from django.contrib.auth.models import AbstractBaseUser, BaseUserManager, PermissionsMixin
+from django.db import models
+from django.db.models.functions import Lower
+from django.utils import timezone
+
+
+class UserManager(BaseUserManager):
+    def create_user(self, email, password=None, **fields):
+        from wallet.services.users import user_create  # the one place users are made
+
+        return user_create(email=email, password=password, **fields)
+
+    def create_superuser(self, email, password=None, **fields):
+        return self.create_user(email, password, is_staff=True, is_superuser=True, **fields)
+
+
+class User(AbstractBaseUser, PermissionsMixin):
+    email = models.EmailField(max_length=254, unique=True)
+    quickpe_id = models.CharField(max_length=10, unique=True, editable=False)
+    first_name = models.CharField(max_length=150)
+    last_name = models.CharField(max_length=150, blank=True)
+    is_active = models.BooleanField(default=True)
+    is_staff = models.BooleanField(default=False)
+    date_joined = models.DateTimeField(default=timezone.now)
+
+    objects = UserManager()
+
+    USERNAME_FIELD = "email"
+    EMAIL_FIELD = "email"
+    REQUIRED_FIELDS = ["first_name", "last_name"]
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(Lower("email"), name="wallet_user_email_ci_unique"),
+            models.CheckConstraint(
+                condition=models.Q(quickpe_id__regex=r"^QP[0-9]{8}$"),
+                name="wallet_user_quickpe_id_format",
+            ),
+        ]
+
+    def __str__(self):
+        return f"{self.quickpe_id} {self.get_full_name()}"
+
+    def get_full_name(self) -> str:
+        return f"{self.first_name} {self.last_name}".strip()
+
+    def get_short_name(self) -> str:
+        return self.first_name
+
+
+class Category(models.TextChoices):
+    TRANSFER = "transfer"
+    FOOD = "food"
+    TRANSPORT = "transport"
+    SHOPPING = "shopping"
+    BILLS = "bills"
+    ENTERTAINMENT = "entertainment"
+    HEALTH = "health"
+    OTHER = "other"
+
+
+class Wallet(models.Model):
+    class Status(models.TextChoices):
+        ACTIVE = "active"
+        FROZEN = "frozen"
+
+    user = models.OneToOneField(User, on_delete=models.PROTECT, related_name="wallet")
+    balance = models.BigIntegerField(default=0)
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.ACTIVE)
+    # Running totals for the daily limits, for the Asia/Kolkata day in ``limits_day``. Kept on
+    # the locked wallet row so a limit check is O(1) and holds under concurrency; tests check
+    # them against sums over the ledger.
+    limits_day = models.DateField(null=True, blank=True)
+    deposited_on_day = models.BigIntegerField(default=0)
+    outgoing_on_day = models.BigIntegerField(default=0)
+    created_at = models.DateTimeField(default=timezone.now)
+    updated_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(balance__gte=0), name="wallet_wallet_balance_non_negative"
+            ),
+            models.CheckConstraint(
+                condition=models.Q(deposited_on_day__gte=0, outgoing_on_day__gte=0),
+                name="wallet_wallet_daily_totals_non_negative",
+            ),
+        ]
+        triggers = [pgtrigger.Protect(name="wallet_wallet_no_delete", operation=pgtrigger.Delete)]
+
+    def __str__(self):
+        return f"Wallet of {self.user.quickpe_id}"
+
+    @property
+    def is_frozen(self) -> bool:
+        return self.status == self.Status.FROZEN
+
+
+class Transfer(models.Model):
+    class Status(models.TextChoices):
+        COMPLETED = "completed"
+        REVERSED = "reversed"
+
+    reference = models.CharField(max_length=20, unique=True)
+    sender = models.ForeignKey(User, on_delete=models.PROTECT, related_name="transfers_sent")
+    recipient = models.ForeignKey(User, on_delete=models.PROTECT, related_name="transfers_received")
+    amount = models.BigIntegerField()
+    note = models.CharField(max_length=255, blank=True)
+    category = models.CharField(max_length=20, choices=Category.choices, default=Category.TRANSFER)
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.COMPLETED)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(amount__gt=0), name="wallet_transfer_amount_positive"
+            ),
+            models.CheckConstraint(
+                condition=~models.Q(sender=models.F("recipient")),
+                name="wallet_transfer_not_to_self",
+            ),
+        ]
+        triggers = [pgtrigger.Protect(name="wallet_transfer_no_delete", operation=pgtrigger.Delete)]
+
+    def __str__(self):
+        return self.reference
+
+
+class LedgerEntry(models.Model):
+    """One line of one wallet's ledger. Append-only: corrections are new lines (reversals)."""
+
+    class Kind(models.TextChoices):
+        DEPOSIT = "deposit"
+        WITHDRAWAL = "withdrawal"
+        TRANSFER_IN = "transfer_in"
+        TRANSFER_OUT = "transfer_out"
+        REVERSAL = "reversal"
+
+    class Direction(models.TextChoices):
+        CREDIT = "credit"
+        DEBIT = "debit"
+
+    wallet = models.ForeignKey(Wallet, on_delete=models.PROTECT, related_name="entries")
+    kind = models.CharField(max_length=20, choices=Kind.choices)
+    direction = models.CharField(max_length=6, choices=Direction.choices)
+    amount = models.BigIntegerField()
+    balance_after = models.BigIntegerField()
+    category = models.CharField(max_length=20, choices=Category.choices, default=Category.TRANSFER)
+    description = models.CharField(max_length=255, blank=True)
+    counterparty = models.ForeignKey(
+        User, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+    )
+    transfer = models.ForeignKey(
+        Transfer, on_delete=models.PROTECT, null=True, blank=True, related_name="entries"
+    )
+    reference = models.CharField(max_length=20, unique=True)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        verbose_name_plural = "ledger entries"
+        indexes = [
+            models.Index(fields=["wallet", "-created_at", "-id"], name="wallet_ledger_wallet_recent"),
+        ]
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(amount__gt=0), name="wallet_ledgerentry_amount_positive"
+            ),
+            models.CheckConstraint(
+                condition=models.Q(balance_after__gte=0),
+                name="wallet_ledgerentry_balance_after_non_negative",
+            ),
+            models.CheckConstraint(
+                condition=(
+                    models.Q(kind__in=["deposit", "transfer_in"], direction="credit")
+                    | models.Q(kind__in=["withdrawal", "transfer_out"], direction="debit")
+                    | models.Q(kind="reversal")
+                ),
+                name="wallet_ledgerentry_direction_matches_kind",
+            ),
+        ]
+        triggers = [
+            pgtrigger.Protect(
+                name="wallet_ledgerentry_append_only", operation=pgtrigger.Update | pgtrigger.Delete
+            )
+        ]
+
+    def __str__(self):
+        return self.reference
+
+    @property
+    def signed_amount(self) -> int:
+        return self.amount if self.direction == self.Direction.CREDIT else -self.amount
+
+
+class IdempotencyKey(models.Model):
+    """A money-moving request's key and the response it got, committed with its effect."""
+
+    user = models.ForeignKey(User, on_delete=models.CASCADE, related_name="+")
+    key = models.CharField(max_length=255)
+    fingerprint = models.CharField(max_length=64)
+    response_status = models.PositiveSmallIntegerField()
+    response_body = models.JSONField()
+    created_at = models.DateTimeField(default=timezone.now, db_index=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["user", "key"], name="wallet_idempotencykey_unique"),
+        ]
+
+    def __str__(self):
+        return f"{self.user_id}:{self.key}"

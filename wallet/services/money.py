@@ -1,0 +1,221 @@
+"""Money movements: deposits, withdrawals and transfers.
+
+Every function here changes balances only on wallet rows it has locked with
+``wallets_lock`` (SELECT ... FOR UPDATE in primary-key order, one query), writes one ledger
+line per wallet touched and one audit entry, all inside the caller's transaction. Callers own
+the outermost transaction (``wallet.idempotency`` wraps it with the idempotency key and the
+retry on deadlock/serialization failure), which is why these use ``atomic()`` and not
+``atomic(durable=True)``: the key must commit in the same transaction as the movement.
+"""
+
+from dataclasses import dataclass
+
+from django.db import transaction
+from django.utils import timezone
+
+from audit.services import audit_append
+from quickpe.errors import InsufficientFunds, RecipientNotFound, SelfTransfer, WalletFrozen
+from quickpe.money import format_paise
+from wallet import limits
+from wallet.models import Category, LedgerEntry, Transfer, User, Wallet
+from wallet.references import new_reference
+
+
+@dataclass(frozen=True)
+class Movement:
+    entry: LedgerEntry
+    wallet: Wallet
+    transfer: Transfer | None = None
+
+
+def wallets_lock(*, user_ids: list[int]) -> dict[int, Wallet]:
+    """Lock the wallets of ``user_ids`` in primary-key order, in one query, and return them
+    keyed by user id. One fixed order means two opposite transfers (A->B, B->A) queue on the
+    same first row instead of deadlocking."""
+    wallets = list(
+        Wallet.objects.select_for_update().filter(user_id__in=user_ids).order_by("pk")
+    )
+    return {wallet.user_id: wallet for wallet in wallets}
+
+
+def _post(
+    wallet: Wallet,
+    *,
+    kind: str,
+    amount: int,
+    now,
+    category: str = Category.TRANSFER,
+    description: str = "",
+    counterparty: User | None = None,
+    transfer: Transfer | None = None,
+) -> LedgerEntry:
+    """Apply ``amount`` to a locked wallet and write its ledger line with ``balance_after``."""
+    is_credit = kind in (LedgerEntry.Kind.DEPOSIT, LedgerEntry.Kind.TRANSFER_IN)
+    wallet.balance += amount if is_credit else -amount
+    wallet.updated_at = now
+    wallet.save(
+        update_fields=["balance", "updated_at", "limits_day", "deposited_on_day", "outgoing_on_day"]
+    )
+    return LedgerEntry.objects.create(
+        wallet=wallet,
+        kind=kind,
+        direction=LedgerEntry.Direction.CREDIT if is_credit else LedgerEntry.Direction.DEBIT,
+        amount=amount,
+        balance_after=wallet.balance,
+        category=category,
+        description=description,
+        counterparty=counterparty,
+        transfer=transfer,
+        reference=new_reference("TXN"),
+        created_at=now,
+    )
+
+
+def _ensure_active(*wallets: Wallet) -> None:
+    if any(wallet.is_frozen for wallet in wallets):
+        raise WalletFrozen()
+
+
+def deposit_create(*, user: User, amount: int, description: str = "", request=None) -> Movement:
+    """Add money to the user's wallet. Keeps: per-transaction and daily deposit limits, the
+    balance cap, no movement on a frozen wallet. Locks: the user's wallet."""
+    limits.check_amount(amount)
+    with transaction.atomic():
+        wallet = wallets_lock(user_ids=[user.pk])[user.pk]
+        _ensure_active(wallet)
+        now = timezone.now()
+        today = limits.business_day(now)
+        limits.check_deposit(wallet, amount, today)
+        limits.record(wallet, today, deposited=amount)
+        entry = _post(
+            wallet,
+            kind=LedgerEntry.Kind.DEPOSIT,
+            amount=amount,
+            now=now,
+            category=Category.OTHER,
+            description=description or "Added money",
+        )
+        audit_append(
+            actor=user, action="wallet.deposit", entity_type="ledger_entry", entity_id=entry.pk,
+            data={"reference": entry.reference, "amount": format_paise(amount),
+                  "balance_after": format_paise(entry.balance_after)},
+            request=request,
+        )
+    return Movement(entry=entry, wallet=wallet)
+
+
+def withdrawal_create(*, user: User, amount: int, description: str = "", request=None) -> Movement:
+    """Take money out of the user's wallet. Keeps: balance >= 0, per-transaction and daily
+    outgoing limits, no movement on a frozen wallet. Locks: the user's wallet."""
+    limits.check_amount(amount)
+    with transaction.atomic():
+        wallet = wallets_lock(user_ids=[user.pk])[user.pk]
+        _ensure_active(wallet)
+        now = timezone.now()
+        today = limits.business_day(now)
+        limits.check_outgoing(wallet, amount, today)
+        if wallet.balance < amount:
+            raise InsufficientFunds()
+        limits.record(wallet, today, outgoing=amount)
+        entry = _post(
+            wallet,
+            kind=LedgerEntry.Kind.WITHDRAWAL,
+            amount=amount,
+            now=now,
+            category=Category.OTHER,
+            description=description or "Withdrawal to bank",
+        )
+        audit_append(
+            actor=user, action="wallet.withdrawal", entity_type="ledger_entry",
+            entity_id=entry.pk,
+            data={"reference": entry.reference, "amount": format_paise(amount),
+                  "balance_after": format_paise(entry.balance_after)},
+            request=request,
+        )
+    return Movement(entry=entry, wallet=wallet)
+
+
+def recipient_resolve(*, identifier: str) -> User:
+    """A QuickPe ID (any case) or an email address -> an active user, else RecipientNotFound."""
+    identifier = identifier.strip()
+    if "@" in identifier:
+        lookup = {"email": identifier.lower()}
+    else:
+        lookup = {"quickpe_id": identifier.upper()}
+    user = User.objects.filter(is_active=True, **lookup).first()
+    if user is None:
+        raise RecipientNotFound()
+    return user
+
+
+def transfer_create(
+    *,
+    sender: User,
+    recipient: User,
+    amount: int,
+    note: str = "",
+    category: str = Category.TRANSFER,
+    request=None,
+) -> Movement:
+    """Move ``amount`` from sender to recipient: both balances, both ledger lines and the audit
+    entry commit together or not at all. Keeps: no self-transfer, neither wallet frozen,
+    sender balance >= 0, per-transaction and daily outgoing limits, the recipient's balance
+    cap. Locks: both wallets, in primary-key order, in one query."""
+    if sender.pk == recipient.pk:
+        raise SelfTransfer()
+    limits.check_amount(amount)
+    with transaction.atomic():
+        wallets = wallets_lock(user_ids=[sender.pk, recipient.pk])
+        source, target = wallets[sender.pk], wallets[recipient.pk]
+        _ensure_active(source, target)
+        now = timezone.now()
+        today = limits.business_day(now)
+        limits.check_outgoing(source, amount, today)
+        if source.balance < amount:
+            raise InsufficientFunds()
+        limits.check_balance_cap(target, amount, is_own_wallet=False)
+        transfer = Transfer.objects.create(
+            reference=new_reference("TRF"),
+            sender=sender,
+            recipient=recipient,
+            amount=amount,
+            note=note,
+            category=category,
+            created_at=now,
+        )
+        limits.record(source, today, outgoing=amount)
+        description = note or f"To {recipient.get_full_name()}"
+        debit = _post(
+            source, kind=LedgerEntry.Kind.TRANSFER_OUT, amount=amount, now=now, category=category,
+            description=description, counterparty=recipient, transfer=transfer,
+        )
+        _post(
+            target, kind=LedgerEntry.Kind.TRANSFER_IN, amount=amount, now=now, category=category,
+            description=note or f"From {sender.get_full_name()}", counterparty=sender,
+            transfer=transfer,
+        )
+        audit_append(
+            actor=sender, action="transfer.create", entity_type="transfer", entity_id=transfer.pk,
+            data={"reference": transfer.reference, "amount": format_paise(amount),
+                  "recipient": recipient.quickpe_id, "category": category},
+            request=request,
+        )
+    return Movement(entry=debit, wallet=source, transfer=transfer)
+
+
+def wallet_set_status(*, wallet: Wallet, status: str, actor: User, reason: str = "", request=None):
+    """Freeze or unfreeze a wallet (support staff). Locks: that wallet."""
+    with transaction.atomic():
+        locked = wallets_lock(user_ids=[wallet.user_id])[wallet.user_id]
+        if locked.status == status:
+            return locked
+        locked.status = status
+        locked.updated_at = timezone.now()
+        locked.save(update_fields=["status", "updated_at"])
+        audit_append(
+            actor=actor,
+            action="wallet.freeze" if status == Wallet.Status.FROZEN else "wallet.unfreeze",
+            entity_type="wallet", entity_id=locked.pk,
+            data={"quickpe_id": wallet.user.quickpe_id, "reason": reason}, request=request,
+        )
+    return locked

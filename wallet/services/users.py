@@ -1,0 +1,191 @@
+"""Accounts: sign-up, sign-in, tokens, profile and password."""
+
+from django.conf import settings
+from django.contrib.auth import authenticate
+from django.contrib.auth.password_validation import validate_password
+from django.core.exceptions import ValidationError as DjangoValidationError
+from django.db import IntegrityError, transaction
+from rest_framework_simplejwt.token_blacklist.models import BlacklistedToken, OutstandingToken
+from rest_framework_simplejwt.tokens import RefreshToken
+
+from audit.services import audit_append
+from quickpe.errors import InvalidCredentials, QuickPeError
+from wallet.models import User, Wallet
+from wallet.references import new_quickpe_id
+
+
+class EmailTaken(QuickPeError):
+    status, code = 409, "email_taken"
+    default_detail = "An account with this email already exists."
+
+
+class WrongPassword(QuickPeError):
+    status, code = 400, "invalid_password"
+    default_detail = "The current password is wrong."
+
+
+class WeakPassword(QuickPeError):
+    status, code = 400, "weak_password"
+    default_detail = "Choose a stronger password."
+
+
+def password_check(password: str, *, user: User, field: str) -> None:
+    """Django's password validators, reported as field errors."""
+    try:
+        validate_password(password, user)
+    except DjangoValidationError as error:
+        raise WeakPassword(
+            " ".join(error.messages),
+            errors=[
+                {"field": field, "code": item.code or "invalid", "detail": " ".join(item.messages)}
+                for item in error.error_list
+            ],
+        ) from None
+
+
+def normalize_email(email: str) -> str:
+    return email.strip().lower()
+
+
+def user_create(
+    *,
+    email: str,
+    password: str | None,
+    first_name: str = "",
+    last_name: str = "",
+    is_staff: bool = False,
+    is_superuser: bool = False,
+    request=None,
+) -> User:
+    """Create a user, their wallet (balance 0) and the audit entry, in one transaction.
+
+    The QuickPe ID is random; on the rare collision the insert is retried with a new one
+    inside a savepoint. The optional signup bonus is an ordinary audited deposit.
+    """
+    email = normalize_email(email)
+    with transaction.atomic():
+        if User.objects.filter(email=email).exists():
+            raise EmailTaken()
+        user = User(
+            email=email,
+            first_name=first_name,
+            last_name=last_name,
+            is_staff=is_staff,
+            is_superuser=is_superuser,
+        )
+        if password:
+            password_check(password, user=user, field="password")
+            user.set_password(password)
+        else:
+            user.set_unusable_password()
+        for _attempt in range(10):
+            user.quickpe_id = new_quickpe_id()
+            try:
+                with transaction.atomic():
+                    user.save(force_insert=True)
+                break
+            except IntegrityError as error:
+                if "quickpe_id" not in str(error):
+                    raise EmailTaken() from None  # lost a race with a concurrent sign-up
+        else:
+            raise RuntimeError("could not allocate a unique QuickPe ID")
+        Wallet.objects.create(user=user)
+        audit_append(
+            actor=user,
+            action="user.signup",
+            entity_type="user",
+            entity_id=user.pk,
+            data={"email": email, "quickpe_id": user.quickpe_id, "is_staff": is_staff},
+            request=request,
+        )
+        if settings.QUICKPE_SIGNUP_BONUS:
+            from wallet.services.money import deposit_create
+
+            deposit_create(
+                user=user,
+                amount=settings.QUICKPE_SIGNUP_BONUS,
+                description="Welcome bonus",
+                request=request,
+            )
+    return user
+
+
+def tokens_issue(user: User) -> dict[str, str]:
+    refresh = RefreshToken.for_user(user)  # also records it as outstanding, for revocation
+    return {"access": str(refresh.access_token), "refresh": str(refresh)}
+
+
+def user_signin(*, email: str, password: str, request=None) -> tuple[User, dict[str, str]]:
+    """Check the password and issue tokens; a failure is audited and raises InvalidCredentials."""
+    email = normalize_email(email)
+    user = authenticate(request, username=email, password=password)
+    with transaction.atomic():
+        if user is None:
+            audit_append(
+                actor=None,
+                action="user.signin_failed",
+                entity_type="user",
+                data={"email": email},
+                request=request,
+            )
+        else:
+            audit_append(
+                actor=user, action="user.signin", entity_type="user", entity_id=user.pk,
+                request=request,
+            )
+            tokens = tokens_issue(user)
+    if user is None:
+        raise InvalidCredentials()
+    return user, tokens
+
+
+def user_signout(*, refresh: RefreshToken, request=None) -> None:
+    """Revoke one refresh token (idempotent: revoking a revoked token is not an error)."""
+    user = User.objects.filter(pk=refresh.payload.get("user_id")).first()
+    with transaction.atomic():
+        refresh.blacklist()
+        audit_append(
+            actor=user, action="user.signout", entity_type="user",
+            entity_id=user.pk if user else "", request=request,
+        )
+
+
+def tokens_revoke_all(*, user: User) -> int:
+    """Blacklist every outstanding refresh token of the user; returns how many were live."""
+    live = OutstandingToken.objects.filter(user=user).exclude(blacklistedtoken__isnull=False)
+    revoked = BlacklistedToken.objects.bulk_create(
+        [BlacklistedToken(token=token) for token in live], ignore_conflicts=True
+    )
+    return len(revoked)
+
+
+def user_password_change(*, user: User, old_password: str, new_password: str, request=None) -> None:
+    """Change the password and revoke every refresh token of the user, in one transaction."""
+    if not user.check_password(old_password):
+        raise WrongPassword(errors=[{"field": "old_password", "code": "invalid_password",
+                                     "detail": WrongPassword.default_detail}])
+    password_check(new_password, user=user, field="new_password")
+    with transaction.atomic():
+        user.set_password(new_password)
+        user.save(update_fields=["password"])
+        revoked = tokens_revoke_all(user=user)
+        audit_append(
+            actor=user, action="user.password_change", entity_type="user", entity_id=user.pk,
+            data={"revoked_tokens": revoked}, request=request,
+        )
+
+
+def user_update_profile(*, user: User, request=None, **changes: str) -> User:
+    allowed = {k: v for k, v in changes.items() if k in ("first_name", "last_name")}
+    if not allowed:
+        return user
+    with transaction.atomic():
+        before = {field: getattr(user, field) for field in allowed}
+        for field, value in allowed.items():
+            setattr(user, field, value)
+        user.save(update_fields=list(allowed))
+        audit_append(
+            actor=user, action="user.profile_update", entity_type="user", entity_id=user.pk,
+            data={"before": before, "after": allowed}, request=request,
+        )
+    return user
