@@ -12,8 +12,15 @@ class AuditEntrySerializer(serializers.ModelSerializer):
     class Meta:
         model = AuditEntry
         fields = [
-            "seq", "action", "entity_type", "entity_id", "data", "ip", "user_agent",
-            "created_at", "hash",
+            "seq",
+            "action",
+            "entity_type",
+            "entity_id",
+            "data",
+            "ip",
+            "user_agent",
+            "created_at",
+            "hash",
         ]
 
 
@@ -49,8 +56,10 @@ class AuditVerifyView(APIView):
                     "checked": serializers.IntegerField(),
                     "head": inline_serializer(
                         "AuditHead",
-                        {"seq": serializers.IntegerField(allow_null=True),
-                         "hash": serializers.CharField(allow_null=True)},
+                        {
+                            "seq": serializers.IntegerField(allow_null=True),
+                            "hash": serializers.CharField(allow_null=True),
+                        },
                     ),
                     "first_invalid_seq": serializers.IntegerField(allow_null=True),
                     "reason": serializers.CharField(),

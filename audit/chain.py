@@ -50,8 +50,18 @@ def entry_hash(
 
 # The columns verification reads, in order; also the keyword names of entry_hash().
 VERIFY_COLUMNS = (
-    "seq", "chain", "actor_id", "action", "entity_type", "entity_id",
-    "data", "ip", "user_agent", "created_at", "prev_hash", "hash",
+    "seq",
+    "chain",
+    "actor_id",
+    "action",
+    "entity_type",
+    "entity_id",
+    "data",
+    "ip",
+    "user_agent",
+    "created_at",
+    "prev_hash",
+    "hash",
 )
 
 
@@ -89,7 +99,9 @@ def verify_entries(rows: Iterable[tuple], heads: dict[int, tuple[int | None, str
             )
         fields = {k: v for k, v in entry.items() if k != "hash"}
         if entry_hash(**fields) != entry["hash"]:
-            return result.fail(seq, f"entry #{seq} was altered: its hash does not match its content")
+            return result.fail(
+                seq, f"entry #{seq} was altered: its hash does not match its content"
+            )
         result._last[chain] = (seq, entry["hash"])
         result.checked += 1
         result.head_seq, result.head_hash = seq, entry["hash"]

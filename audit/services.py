@@ -44,8 +44,8 @@ def audit_append(
         row = cursor.fetchone()
         if row is None:  # first entry of a chain added after QUICKPE_AUDIT_CHAINS grew
             cursor.execute(
-                "INSERT INTO audit_auditchainhead (chain, last_seq, last_hash) VALUES (%s, NULL, %s)"
-                " ON CONFLICT DO NOTHING",
+                "INSERT INTO audit_auditchainhead (chain, last_seq, last_hash)"
+                " VALUES (%s, NULL, %s) ON CONFLICT DO NOTHING",
                 [chain, GENESIS_HASH],
             )
             cursor.execute(_LOCK_HEAD, [chain])

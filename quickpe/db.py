@@ -29,6 +29,8 @@ def run_with_retries(work: Callable[[], T], *, attempts: int = 5) -> T:
         except OperationalError as error:
             if not is_retryable(error) or attempt == attempts:
                 raise
-            logger.warning("retrying after %s (attempt %d)", type(error.__cause__).__name__, attempt)
+            logger.warning(
+                "retrying after %s (attempt %d)", type(error.__cause__).__name__, attempt
+            )
             time.sleep(random.uniform(0, 0.005 * 2**attempt))  # noqa: S311 - jitter, not security
     raise AssertionError("unreachable")

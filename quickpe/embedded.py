@@ -9,6 +9,7 @@ there, so two checkouts never collide on a port. Production sets the URLs and ne
     python -m quickpe.embedded start|stop|status
 """
 
+import contextlib
 import fcntl
 import os
 import signal
@@ -114,14 +115,22 @@ def ensure_redis() -> str:
             subprocess.run(  # noqa: S603 - fixed executable and arguments
                 [
                     redis_server,
-                    "--port", "0",
-                    "--unixsocket", str(_redis_socket()),
-                    "--unixsocketperm", "700",
-                    "--dir", str(_redis_dir()),
-                    "--daemonize", "yes",
-                    "--pidfile", str(_redis_dir() / "redis.pid"),
-                    "--logfile", str(_redis_dir() / "redis.log"),
-                    "--save", "60 1000",
+                    "--port",
+                    "0",
+                    "--unixsocket",
+                    str(_redis_socket()),
+                    "--unixsocketperm",
+                    "700",
+                    "--dir",
+                    str(_redis_dir()),
+                    "--daemonize",
+                    "yes",
+                    "--pidfile",
+                    str(_redis_dir() / "redis.pid"),
+                    "--logfile",
+                    str(_redis_dir() / "redis.log"),
+                    "--save",
+                    "60 1000",
                 ],
                 check=True,
             )
@@ -138,10 +147,9 @@ def stop_redis() -> None:
 
     with _file_lock("redis"):
         if redis_is_running():
-            try:
+            # SHUTDOWN closes the connection instead of answering.
+            with contextlib.suppress(redis.ConnectionError):
                 redis.Redis(unix_socket_path=str(_redis_socket())).shutdown(nosave=False)
-            except redis.ConnectionError:
-                pass  # shutdown closes the connection before answering
 
 
 # --- Command line -------------------------------------------------------------------------
@@ -154,6 +162,8 @@ def _start_missing() -> tuple[dict[str, str], list]:
     if not os.environ.get("DATABASE_URL"):
         was_running = postgres_is_running()
         environment["DATABASE_URL"] = ensure_postgres()
+        # Tells settings this URL is the embedded development database, not production.
+        environment["QUICKPE_EMBEDDED"] = "1"
         if not was_running:
             started.append(stop_postgres)
     if not os.environ.get("REDIS_URL"):

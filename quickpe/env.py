@@ -71,4 +71,6 @@ def env_paise(name: str, default: str, *, allow_zero: bool = False) -> int:
     try:
         return parse_amount(value, ceiling=None)
     except InvalidAmount as error:
-        raise ImproperlyConfigured(f"{name} must be a rupee amount, got {value!r}: {error}") from None
+        raise ImproperlyConfigured(
+            f"{name} must be a rupee amount, got {value!r}: {error}"
+        ) from None

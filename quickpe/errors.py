@@ -129,7 +129,9 @@ def _field_errors(detail, prefix: str = "") -> list[dict]:
             nested = isinstance(value, dict | list)
             items += _field_errors(value, f"{prefix}.{index}" if nested else prefix)
         return items
-    return [{"field": prefix or None, "code": getattr(detail, "code", "invalid"), "detail": str(detail)}]
+    return [
+        {"field": prefix or None, "code": getattr(detail, "code", "invalid"), "detail": str(detail)}
+    ]
 
 
 def _validation_detail(errors: list[dict]) -> str:

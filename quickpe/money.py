@@ -57,9 +57,7 @@ def parse_amount(value: object, *, ceiling: int | None) -> int:
         raise InvalidAmount("invalid_amount", "Amount must be greater than zero.")
     limit = _ABSOLUTE_CEILING if ceiling is None else min(ceiling, _ABSOLUTE_CEILING)
     if paise > limit:
-        raise InvalidAmount(
-            "amount_too_large", f"Amount must not exceed {format_paise(limit)}."
-        )
+        raise InvalidAmount("amount_too_large", f"Amount must not exceed {format_paise(limit)}.")
     return paise
 
 

@@ -19,7 +19,7 @@ BASE_DIR = Path(__file__).resolve().parent.parent
 # The embedded default is a developer's machine; production always sets DATABASE_URL.
 DATABASE_URL = env_str("DATABASE_URL")
 REDIS_URL = env_str("REDIS_URL")
-IS_EMBEDDED = not DATABASE_URL
+IS_EMBEDDED = not DATABASE_URL or env_bool("QUICKPE_EMBEDDED", False)
 if not DATABASE_URL:
     DATABASE_URL = embedded.ensure_postgres()
 if not REDIS_URL:
@@ -108,6 +108,8 @@ DATABASES = {
         conn_health_checks=True,
     )
 }
+# Separate names let several test runs share one server (pytest-xdist adds _gw0, _gw1, ...).
+DATABASES["default"]["TEST"] = {"NAME": env_str("QUICKPE_TEST_DATABASE", "test_quickpe")}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 CACHES = {
@@ -169,9 +171,7 @@ SIMPLE_JWT = {
     "ACCESS_TOKEN_LIFETIME": timedelta(
         minutes=env_int("QUICKPE_ACCESS_TOKEN_MINUTES", 15, minimum=1)
     ),
-    "REFRESH_TOKEN_LIFETIME": timedelta(
-        days=env_int("QUICKPE_REFRESH_TOKEN_DAYS", 14, minimum=1)
-    ),
+    "REFRESH_TOKEN_LIFETIME": timedelta(days=env_int("QUICKPE_REFRESH_TOKEN_DAYS", 14, minimum=1)),
     "ROTATE_REFRESH_TOKENS": True,
     "BLACKLIST_AFTER_ROTATION": True,
     "UPDATE_LAST_LOGIN": False,
@@ -225,5 +225,7 @@ LOGGING = {
         "pgserver": {"level": "WARNING"},
     },
 }
+# Namespace for QuickPe's own Redis keys (rate limits), so several deployments can share a Redis.
+QUICKPE_REDIS_PREFIX = env_str("QUICKPE_REDIS_PREFIX", "quickpe")
 # How many proxies in front of the app append to X-Forwarded-For (0: trust REMOTE_ADDR only).
 QUICKPE_TRUSTED_PROXIES = env_int("QUICKPE_TRUSTED_PROXIES", 0)

@@ -42,7 +42,10 @@ def hit(key: str, rate: str) -> float | None:
     """Count one hit against ``key``; None if allowed, else seconds until the next is allowed."""
     limit, period = parse_rate(rate)
     script = get_redis().register_script(_SLIDING_WINDOW)
-    allowed, wait_ms = script(keys=[f"quickpe:rate:{key}"], args=[limit, period * 1000, uuid.uuid4().hex])
+    allowed, wait_ms = script(
+        keys=[f"{settings.QUICKPE_REDIS_PREFIX}:rate:{key}"],
+        args=[limit, period * 1000, uuid.uuid4().hex],
+    )
     return None if allowed else max(int(wait_ms), 1) / 1000
 
 

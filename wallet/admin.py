@@ -43,8 +43,14 @@ class WalletAdmin(admin.ModelAdmin):
     list_filter = ["status"]
     search_fields = ["user__quickpe_id", "user__email"]
     readonly_fields = [
-        "user", "balance", "limits_day", "deposited_on_day", "outgoing_on_day", "created_at",
-        "updated_at", "status",
+        "user",
+        "balance",
+        "limits_day",
+        "deposited_on_day",
+        "outgoing_on_day",
+        "created_at",
+        "updated_at",
+        "status",
     ]
     actions = ["freeze", "unfreeze"]
 
@@ -60,8 +66,13 @@ class WalletAdmin(admin.ModelAdmin):
 
     def _set_status(self, request, queryset, status):
         for wallet in queryset.select_related("user"):
-            wallet_set_status(wallet=wallet, status=status, actor=request.user, request=request,
-                              reason="admin action")
+            wallet_set_status(
+                wallet=wallet,
+                status=status,
+                actor=request.user,
+                request=request,
+                reason="admin action",
+            )
         messages.success(request, f"{queryset.count()} wallet(s) now {status}.")
 
     @admin.action(description="Freeze selected wallets")
@@ -75,8 +86,15 @@ class WalletAdmin(admin.ModelAdmin):
 
 @admin.register(LedgerEntry)
 class LedgerEntryAdmin(ReadOnlyAdmin):
-    list_display = ["reference", "wallet", "kind", "direction", "amount", "balance_after",
-                    "created_at"]
+    list_display = [
+        "reference",
+        "wallet",
+        "kind",
+        "direction",
+        "amount",
+        "balance_after",
+        "created_at",
+    ]
     list_filter = ["kind", "direction", "category"]
     search_fields = ["reference", "wallet__user__quickpe_id"]
     list_select_related = ["wallet__user"]

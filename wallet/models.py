@@ -164,7 +164,9 @@ class LedgerEntry(models.Model):
     class Meta:
         verbose_name_plural = "ledger entries"
         indexes = [
-            models.Index(fields=["wallet", "-created_at", "-id"], name="wallet_ledger_wallet_recent"),
+            models.Index(
+                fields=["wallet", "-created_at", "-id"], name="wallet_ledger_wallet_recent"
+            ),
         ]
         constraints = [
             models.CheckConstraint(

@@ -41,7 +41,9 @@ class SignupView(APIView):
         serializer = SignupSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         user = users.user_create(**serializer.validated_data, request=request)
-        return Response(_auth_result(user, users.tokens_issue(user)), status=status.HTTP_201_CREATED)
+        return Response(
+            _auth_result(user, users.tokens_issue(user)), status=status.HTTP_201_CREATED
+        )
 
 
 class SigninView(APIView):
@@ -102,7 +104,9 @@ class SignoutView(APIView):
     def post(self, request):
         payload = RefreshSerializer(data=request.data)
         payload.is_valid(raise_exception=True)
-        users.user_signout(refresh=_refresh_token(payload.validated_data["refresh"]), request=request)
+        users.user_signout(
+            refresh=_refresh_token(payload.validated_data["refresh"]), request=request
+        )
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
@@ -146,8 +150,6 @@ class UserSearchView(APIView):
     def get(self, request):
         query = request.query_params.get("search", "").strip()
         if len(query) < 2:
-            raise DRFValidationError(
-                {"search": ["Type at least 2 characters."]}, code="too_short"
-            )
+            raise DRFValidationError({"search": ["Type at least 2 characters."]}, code="too_short")
         found = selectors.users_search(query=query, exclude=request.user)
         return Response(UserSearchResultSerializer(found, many=True).data)

@@ -1,12 +1,12 @@
 """Wallet API: balance, deposits, withdrawals, transfers and the caller's ledger."""
 
+from django_filters.rest_framework import DjangoFilterBackend
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import generics, status
 from rest_framework.filters import OrderingFilter
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from django_filters.rest_framework import DjangoFilterBackend
 from quickpe.throttling import MoneyRateThrottle
 from wallet import selectors
 from wallet.api.filters import TransactionFilter
@@ -126,7 +126,9 @@ class TransferCreateView(MoneyMovementView):
 
     def perform(self, request, data):
         recipient = money.recipient_resolve(identifier=data.pop("recipient"))
-        return money.transfer_create(sender=request.user, recipient=recipient, request=request, **data)
+        return money.transfer_create(
+            sender=request.user, recipient=recipient, request=request, **data
+        )
 
 
 class TransferDetailView(generics.RetrieveAPIView):

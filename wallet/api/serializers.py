@@ -112,8 +112,17 @@ class TransactionSerializer(serializers.ModelSerializer):
     class Meta:
         model = LedgerEntry
         fields = [
-            "id", "reference", "kind", "direction", "amount", "balance_after", "category",
-            "description", "counterparty", "transfer_id", "created_at",
+            "id",
+            "reference",
+            "kind",
+            "direction",
+            "amount",
+            "balance_after",
+            "category",
+            "description",
+            "counterparty",
+            "transfer_id",
+            "created_at",
         ]
 
 
@@ -125,14 +134,23 @@ class TransferSerializer(serializers.ModelSerializer):
     class Meta:
         model = Transfer
         fields = [
-            "id", "reference", "sender", "recipient", "amount", "note", "category", "status",
+            "id",
+            "reference",
+            "sender",
+            "recipient",
+            "amount",
+            "note",
+            "category",
+            "status",
             "created_at",
         ]
 
 
 class MovementRequestSerializer(serializers.Serializer):
     amount = AmountField()
-    description = serializers.CharField(max_length=255, required=False, allow_blank=True, default="")
+    description = serializers.CharField(
+        max_length=255, required=False, allow_blank=True, default=""
+    )
 
 
 class TransferRequestSerializer(serializers.Serializer):

@@ -32,9 +32,7 @@ def wallets_lock(*, user_ids: list[int]) -> dict[int, Wallet]:
     """Lock the wallets of ``user_ids`` in primary-key order, in one query, and return them
     keyed by user id. One fixed order means two opposite transfers (A->B, B->A) queue on the
     same first row instead of deadlocking."""
-    wallets = list(
-        Wallet.objects.select_for_update().filter(user_id__in=user_ids).order_by("pk")
-    )
+    wallets = list(Wallet.objects.select_for_update().filter(user_id__in=user_ids).order_by("pk"))
     return {wallet.user_id: wallet for wallet in wallets}
 
 
@@ -96,9 +94,15 @@ def deposit_create(*, user: User, amount: int, description: str = "", request=No
             description=description or "Added money",
         )
         audit_append(
-            actor=user, action="wallet.deposit", entity_type="ledger_entry", entity_id=entry.pk,
-            data={"reference": entry.reference, "amount": format_paise(amount),
-                  "balance_after": format_paise(entry.balance_after)},
+            actor=user,
+            action="wallet.deposit",
+            entity_type="ledger_entry",
+            entity_id=entry.pk,
+            data={
+                "reference": entry.reference,
+                "amount": format_paise(amount),
+                "balance_after": format_paise(entry.balance_after),
+            },
             request=request,
         )
     return Movement(entry=entry, wallet=wallet)
@@ -126,10 +130,15 @@ def withdrawal_create(*, user: User, amount: int, description: str = "", request
             description=description or "Withdrawal to bank",
         )
         audit_append(
-            actor=user, action="wallet.withdrawal", entity_type="ledger_entry",
+            actor=user,
+            action="wallet.withdrawal",
+            entity_type="ledger_entry",
             entity_id=entry.pk,
-            data={"reference": entry.reference, "amount": format_paise(amount),
-                  "balance_after": format_paise(entry.balance_after)},
+            data={
+                "reference": entry.reference,
+                "amount": format_paise(amount),
+                "balance_after": format_paise(entry.balance_after),
+            },
             request=request,
         )
     return Movement(entry=entry, wallet=wallet)
@@ -186,18 +195,36 @@ def transfer_create(
         limits.record(source, today, outgoing=amount)
         description = note or f"To {recipient.get_full_name()}"
         debit = _post(
-            source, kind=LedgerEntry.Kind.TRANSFER_OUT, amount=amount, now=now, category=category,
-            description=description, counterparty=recipient, transfer=transfer,
+            source,
+            kind=LedgerEntry.Kind.TRANSFER_OUT,
+            amount=amount,
+            now=now,
+            category=category,
+            description=description,
+            counterparty=recipient,
+            transfer=transfer,
         )
         _post(
-            target, kind=LedgerEntry.Kind.TRANSFER_IN, amount=amount, now=now, category=category,
-            description=note or f"From {sender.get_full_name()}", counterparty=sender,
+            target,
+            kind=LedgerEntry.Kind.TRANSFER_IN,
+            amount=amount,
+            now=now,
+            category=category,
+            description=note or f"From {sender.get_full_name()}",
+            counterparty=sender,
             transfer=transfer,
         )
         audit_append(
-            actor=sender, action="transfer.create", entity_type="transfer", entity_id=transfer.pk,
-            data={"reference": transfer.reference, "amount": format_paise(amount),
-                  "recipient": recipient.quickpe_id, "category": category},
+            actor=sender,
+            action="transfer.create",
+            entity_type="transfer",
+            entity_id=transfer.pk,
+            data={
+                "reference": transfer.reference,
+                "amount": format_paise(amount),
+                "recipient": recipient.quickpe_id,
+                "category": category,
+            },
             request=request,
         )
     return Movement(entry=debit, wallet=source, transfer=transfer)
@@ -215,7 +242,9 @@ def wallet_set_status(*, wallet: Wallet, status: str, actor: User, reason: str =
         audit_append(
             actor=actor,
             action="wallet.freeze" if status == Wallet.Status.FROZEN else "wallet.unfreeze",
-            entity_type="wallet", entity_id=locked.pk,
-            data={"quickpe_id": wallet.user.quickpe_id, "reason": reason}, request=request,
+            entity_type="wallet",
+            entity_id=locked.pk,
+            data={"quickpe_id": wallet.user.quickpe_id, "reason": reason},
+            request=request,
         )
     return locked

@@ -130,7 +130,10 @@ def user_signin(*, email: str, password: str, request=None) -> tuple[User, dict[
             )
         else:
             audit_append(
-                actor=user, action="user.signin", entity_type="user", entity_id=user.pk,
+                actor=user,
+                action="user.signin",
+                entity_type="user",
+                entity_id=user.pk,
                 request=request,
             )
             tokens = tokens_issue(user)
@@ -145,8 +148,11 @@ def user_signout(*, refresh: RefreshToken, request=None) -> None:
     with transaction.atomic():
         refresh.blacklist()
         audit_append(
-            actor=user, action="user.signout", entity_type="user",
-            entity_id=user.pk if user else "", request=request,
+            actor=user,
+            action="user.signout",
+            entity_type="user",
+            entity_id=user.pk if user else "",
+            request=request,
         )
 
 
@@ -162,16 +168,27 @@ def tokens_revoke_all(*, user: User) -> int:
 def user_password_change(*, user: User, old_password: str, new_password: str, request=None) -> None:
     """Change the password and revoke every refresh token of the user, in one transaction."""
     if not user.check_password(old_password):
-        raise WrongPassword(errors=[{"field": "old_password", "code": "invalid_password",
-                                     "detail": WrongPassword.default_detail}])
+        raise WrongPassword(
+            errors=[
+                {
+                    "field": "old_password",
+                    "code": "invalid_password",
+                    "detail": WrongPassword.default_detail,
+                }
+            ]
+        )
     password_check(new_password, user=user, field="new_password")
     with transaction.atomic():
         user.set_password(new_password)
         user.save(update_fields=["password"])
         revoked = tokens_revoke_all(user=user)
         audit_append(
-            actor=user, action="user.password_change", entity_type="user", entity_id=user.pk,
-            data={"revoked_tokens": revoked}, request=request,
+            actor=user,
+            action="user.password_change",
+            entity_type="user",
+            entity_id=user.pk,
+            data={"revoked_tokens": revoked},
+            request=request,
         )
 
 
@@ -185,7 +202,11 @@ def user_update_profile(*, user: User, request=None, **changes: str) -> User:
             setattr(user, field, value)
         user.save(update_fields=list(allowed))
         audit_append(
-            actor=user, action="user.profile_update", entity_type="user", entity_id=user.pk,
-            data={"before": before, "after": allowed}, request=request,
+            actor=user,
+            action="user.profile_update",
+            entity_type="user",
+            entity_id=user.pk,
+            data={"before": before, "after": allowed},
+            request=request,
         )
     return user

@@ -1,0 +1,80 @@
+"""Shared fixtures. Tests run on the real PostgreSQL and Redis (embedded by default)."""
+
+import uuid
+from itertools import count
+
+import pytest
+from rest_framework.test import APIClient
+
+from audit.models import AuditEntry
+from wallet.models import IdempotencyKey, LedgerEntry, Transfer, User, Wallet
+from wallet.services.money import deposit_create
+from wallet.services.users import tokens_issue, user_create
+
+PASSWORD = "a-long-test-passphrase"
+_emails = count(1)
+
+
+@pytest.fixture(autouse=True)
+def _isolated_settings(settings):
+    # Argon2 is the production hasher (asserted in test_auth); tests use a fast one.
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+    # Rate-limit keys live in the shared Redis: a fresh namespace per test keeps them apart.
+    settings.QUICKPE_REDIS_PREFIX = f"test-{uuid.uuid4().hex}"
+    settings.QUICKPE_MONEY_RATE = None
+    settings.QUICKPE_SIGNIN_RATE = None
+    settings.QUICKPE_SIGNIN_IP_RATE = None
+    settings.QUICKPE_SIGNUP_IP_RATE = None
+
+
+def make_user(first_name: str = "Test", last_name: str = "User", **fields) -> User:
+    email = fields.pop("email", None) or f"user{next(_emails)}-{uuid.uuid4().hex[:6]}@example.com"
+    return user_create(
+        email=email, password=PASSWORD, first_name=first_name, last_name=last_name, **fields
+    )
+
+
+def fund(user: User, paise: int) -> None:
+    deposit_create(user=user, amount=paise)
+
+
+@pytest.fixture
+def user_factory(db):
+    return make_user
+
+
+@pytest.fixture
+def alice(db):
+    return make_user("Alice", "Sharma")
+
+
+@pytest.fixture
+def bob(db):
+    return make_user("Bob", "Verma")
+
+
+def client_for(user: User | None = None) -> APIClient:
+    client = APIClient()
+    if user is not None:
+        client.credentials(HTTP_AUTHORIZATION=f"Bearer {tokens_issue(user)['access']}")
+    return client
+
+
+@pytest.fixture
+def api():
+    return client_for()
+
+
+def snapshot() -> dict:
+    """Everything a refused request must leave exactly as it was."""
+    return {
+        "balances": dict(Wallet.objects.values_list("user_id", "balance")),
+        "ledger": LedgerEntry.objects.count(),
+        "transfers": Transfer.objects.count(),
+        "audit": AuditEntry.objects.count(),
+        "users": User.objects.count(),
+    }
+
+
+def idempotency_keys() -> int:
+    return IdempotencyKey.objects.count()

@@ -1,0 +1,60 @@
+"""Idempotent demo data for ``make run``: a few people with some history, and a staff user."""
+
+from django.core.management.base import BaseCommand
+from django.db import transaction
+
+from wallet.models import User
+from wallet.services.money import deposit_create, transfer_create, withdrawal_create
+from wallet.services.users import user_create
+
+DEMO_PASSWORD = "quickpe-demo-2026"  # noqa: S105 - published demo credential, local data only
+PEOPLE = [
+    ("asha@demo.quickpe.test", "Asha", "Rao"),
+    ("ravi@demo.quickpe.test", "Ravi", "Menon"),
+    ("meera@demo.quickpe.test", "Meera", "Iyer"),
+]
+STAFF = ("support@demo.quickpe.test", "Sam", "Support")
+
+
+class Command(BaseCommand):
+    help = "Create demo users with history (does nothing if they already exist)."
+
+    def handle(self, *args, **options):
+        if not User.objects.filter(email=PEOPLE[0][0]).exists():
+            with transaction.atomic():
+                self._create()
+        lines = [f"Demo sign-ins (password for all: {DEMO_PASSWORD}):"]
+        for email, first, _last in PEOPLE:
+            user = User.objects.get(email=email)
+            lines.append(f"  {email:<28} {user.quickpe_id}  {first}")
+        lines.append(f"  {STAFF[0]:<28} staff: /admin/")
+        self.stdout.write("\n".join(lines))
+
+    def _create(self):
+        asha, ravi, meera = (
+            user_create(email=email, password=DEMO_PASSWORD, first_name=first, last_name=last)
+            for email, first, last in PEOPLE
+        )
+        user_create(
+            email=STAFF[0],
+            password=DEMO_PASSWORD,
+            first_name=STAFF[1],
+            last_name=STAFF[2],
+            is_staff=True,
+            is_superuser=True,
+        )
+        deposit_create(user=asha, amount=25_000_00, description="Salary top-up")
+        deposit_create(user=ravi, amount=8_000_00)
+        deposit_create(user=meera, amount=12_500_00)
+        transfer_create(sender=asha, recipient=ravi, amount=450_00, note="Dinner", category="food")
+        transfer_create(
+            sender=ravi, recipient=meera, amount=1_200_00, note="Cab share", category="transport"
+        )
+        transfer_create(
+            sender=meera,
+            recipient=asha,
+            amount=2_999_50,
+            note="Concert tickets",
+            category="entertainment",
+        )
+        withdrawal_create(user=asha, amount=5_000_00, description="To bank account")
