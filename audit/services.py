@@ -73,10 +73,13 @@ def audit_append(
 
 def audit_verify(*, chunk_size: int = 5000) -> VerifyResult:
     """Verify every chain, streaming entries through a server-side cursor (bounded memory)."""
+    owns_transaction = not connection.in_atomic_block
     with transaction.atomic():
-        # One snapshot for heads and entries, so concurrent appends cannot look like tampering.
-        with connection.cursor() as cursor:
-            cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
+        if owns_transaction:
+            # One snapshot for heads and entries, so concurrent appends cannot look like
+            # tampering. (Inside a caller's transaction, the caller's isolation applies.)
+            with connection.cursor() as cursor:
+                cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
         heads = {
             head.chain: (head.last_seq, head.last_hash) for head in AuditChainHead.objects.all()
         }

@@ -1,0 +1,48 @@
+"""The money invariants, checked from the database after any test that moves money."""
+
+from collections import defaultdict
+
+from django.db.models import Sum
+
+from audit.services import audit_verify
+from wallet.limits import business_day
+from wallet.models import LedgerEntry, Transfer, Wallet
+
+
+def assert_money_invariants() -> None:
+    wallets = {wallet.pk: wallet for wallet in Wallet.objects.all()}
+    lines = defaultdict(list)
+    for entry in LedgerEntry.objects.order_by("pk"):
+        lines[entry.wallet_id].append(entry)
+
+    for wallet_id, wallet in wallets.items():
+        assert wallet.balance >= 0
+        running = 0
+        for entry in lines[wallet_id]:
+            running += entry.signed_amount
+            assert entry.balance_after == running, f"balance_after broken at {entry.reference}"
+        assert wallet.balance == running, f"wallet {wallet_id} != sum of its ledger lines"
+
+    def total(kind: str) -> int:
+        return LedgerEntry.objects.filter(kind=kind).aggregate(s=Sum("amount"))["s"] or 0
+
+    # Conservation: money only enters by deposit and leaves by withdrawal.
+    assert sum(w.balance for w in wallets.values()) == total("deposit") - total("withdrawal")
+    assert total("transfer_in") == total("transfer_out")
+    for transfer in Transfer.objects.prefetch_related("entries"):
+        kinds = sorted(entry.kind for entry in transfer.entries.all())
+        assert kinds == ["transfer_in", "transfer_out"]
+        assert all(entry.amount == transfer.amount for entry in transfer.entries.all())
+
+    # The O(1) daily-limit counters agree with the ledger.
+    today = business_day()
+    for wallet in wallets.values():
+        if wallet.limits_day != today:
+            continue
+        todays = [e for e in lines[wallet.pk] if business_day(e.created_at) == today]
+        deposited = sum(e.amount for e in todays if e.kind == "deposit")
+        outgoing = sum(e.amount for e in todays if e.kind in ("withdrawal", "transfer_out"))
+        assert (wallet.deposited_on_day, wallet.outgoing_on_day) == (deposited, outgoing)
+
+    result = audit_verify()
+    assert result.valid, result.reason

@@ -1,0 +1,206 @@
+"""Real concurrent transactions through the HTTP API, then the invariants.
+
+Threads each hold their own PostgreSQL connection (Django connections are per thread) and
+start together at a barrier, so the races are real: A->B and B->A at once, deposits racing
+withdrawals, many requests on one wallet.
+"""
+
+import random
+import threading
+import time
+import uuid
+from collections import Counter
+
+import pytest
+from django.db import connection
+
+from audit.models import AuditEntry
+from tests.conftest import client_for, fund, make_user
+from tests.invariants import assert_money_invariants
+from wallet.models import LedgerEntry
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def run_threads(count: int, work) -> None:
+    barrier = threading.Barrier(count)
+    errors: list[BaseException] = []
+
+    def runner(index: int) -> None:
+        try:
+            barrier.wait(timeout=30)
+            work(index)
+        except BaseException as error:  # noqa: BLE001 - re-raised in the main thread
+            errors.append(error)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=runner, args=(i,)) for i in range(count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    assert not errors, errors[0]
+
+
+def test_random_movements_from_32_threads_keep_every_invariant(settings):
+    settings.QUICKPE_DAILY_DEPOSIT_LIMIT = 10**12
+    settings.QUICKPE_DAILY_OUTGOING_LIMIT = 10**12
+    users = [make_user(f"Racer{i}") for i in range(5)]
+    for user in users:
+        fund(user, 500_00)
+    statuses: Counter = Counter()
+    lock = threading.Lock()
+    deadline = time.monotonic() + 4
+
+    def work(index: int) -> None:
+        rng = random.Random(index)  # noqa: S311 - test data
+        me = users[index % len(users)]
+        client = client_for(me)
+        while time.monotonic() < deadline:
+            choice = rng.random()
+            amount = f"{rng.randint(1, 150)}.{rng.randint(0, 99):02d}"
+            key = uuid.uuid4().hex
+            if choice < 0.6:
+                # Pairs (0,1) and (1,0) run at once: opposite transfers on the same two wallets.
+                other = users[(users.index(me) + 1) % 2] if index % 2 else rng.choice(users)
+                if other.pk == me.pk:
+                    other = users[(users.index(me) + 1) % len(users)]
+                response = client.post(
+                    "/api/v1/transfers",
+                    {"recipient": other.quickpe_id, "amount": amount},
+                    format="json",
+                    HTTP_IDEMPOTENCY_KEY=key,
+                )
+            elif choice < 0.8:
+                response = client.post(
+                    "/api/v1/wallet/deposits",
+                    {"amount": amount},
+                    format="json",
+                    HTTP_IDEMPOTENCY_KEY=key,
+                )
+            else:
+                response = client.post(
+                    "/api/v1/wallet/withdrawals",
+                    {"amount": amount},
+                    format="json",
+                    HTTP_IDEMPOTENCY_KEY=key,
+                )
+            with lock:
+                statuses[(response.status_code, response.json().get("code"))] += 1
+
+    run_threads(32, work)
+
+    assert not [status for status in statuses if status[0] >= 500], statuses
+    allowed = {(201, None), (409, "insufficient_funds")}
+    assert set(statuses) <= allowed, statuses
+    assert statuses[(201, None)] > 100, statuses  # the run really moved money
+    assert_money_invariants()
+    # One audit entry per successful movement, plus signups and the funding deposits.
+    movements = LedgerEntry.objects.exclude(kind="transfer_in").count()
+    assert (
+        AuditEntry.objects.filter(
+            action__in=["wallet.deposit", "wallet.withdrawal", "transfer.create"]
+        ).count()
+        == movements
+    )
+
+
+def test_opposite_transfers_between_two_wallets_never_deadlock_visibly():
+    alice, bob = make_user("Alice"), make_user("Bob")
+    fund(alice, 10_000_00)
+    fund(bob, 10_000_00)
+    codes: Counter = Counter()
+    lock = threading.Lock()
+
+    def work(index: int) -> None:
+        sender, recipient = (alice, bob) if index % 2 else (bob, alice)
+        client = client_for(sender)
+        for _ in range(15):
+            response = client.post(
+                "/api/v1/transfers",
+                {"recipient": recipient.quickpe_id, "amount": "10.00"},
+                format="json",
+                HTTP_IDEMPOTENCY_KEY=uuid.uuid4().hex,
+            )
+            with lock:
+                codes[response.status_code] += 1
+
+    run_threads(16, work)
+    assert codes == Counter({201: 240})
+    assert_money_invariants()
+    alice.wallet.refresh_from_db()
+    bob.wallet.refresh_from_db()
+    assert alice.wallet.balance == bob.wallet.balance == 10_000_00
+
+
+def test_parallel_deposits_cannot_pass_the_daily_limit_together(settings):
+    settings.QUICKPE_DAILY_DEPOSIT_LIMIT = 1000_00
+    user = make_user("Limited")
+    results: list[int] = []
+    lock = threading.Lock()
+
+    def work(index: int) -> None:
+        response = client_for(user).post(
+            "/api/v1/wallet/deposits",
+            {"amount": "100.00"},
+            format="json",
+            HTTP_IDEMPOTENCY_KEY=f"deposit-{index}",
+        )
+        with lock:
+            results.append(response.status_code)
+
+    run_threads(20, work)
+    assert Counter(results) == Counter({201: 10, 409: 10})
+    user.wallet.refresh_from_db()
+    assert user.wallet.balance == 1000_00
+    assert user.wallet.deposited_on_day == 1000_00
+    assert_money_invariants()
+
+
+def test_parallel_transfers_cannot_pass_the_daily_outgoing_limit_or_overdraw(settings):
+    settings.QUICKPE_DAILY_OUTGOING_LIMIT = 500_00
+    sender, recipient = make_user("Sender"), make_user("Recipient")
+    fund(sender, 2000_00)
+    results: list[tuple[int, str | None]] = []
+    lock = threading.Lock()
+
+    def work(index: int) -> None:
+        response = client_for(sender).post(
+            "/api/v1/transfers",
+            {"recipient": recipient.quickpe_id, "amount": "60.00"},
+            format="json",
+            HTTP_IDEMPOTENCY_KEY=f"t-{index}",
+        )
+        with lock:
+            results.append((response.status_code, response.json().get("code")))
+
+    run_threads(16, work)
+    # 8 x 60.00 = 480.00 fits under 500.00; the 9th would pass it.
+    assert Counter(results) == Counter({(201, None): 8, (409, "limit_exceeded"): 8})
+    sender.wallet.refresh_from_db()
+    assert sender.wallet.outgoing_on_day == 480_00
+    assert_money_invariants()
+
+
+def test_many_withdrawals_racing_for_the_last_rupees_never_overdraw():
+    user = make_user("Drained")
+    fund(user, 100_00)
+    results: list[int] = []
+    lock = threading.Lock()
+
+    def work(index: int) -> None:
+        response = client_for(user).post(
+            "/api/v1/wallet/withdrawals",
+            {"amount": "30.00"},
+            format="json",
+            HTTP_IDEMPOTENCY_KEY=f"w-{index}",
+        )
+        with lock:
+            results.append(response.status_code)
+
+    run_threads(12, work)
+    assert Counter(results) == Counter({201: 3, 409: 9})
+    user.wallet.refresh_from_db()
+    assert user.wallet.balance == 10_00
+    assert_money_invariants()

@@ -1,0 +1,166 @@
+"""Idempotency keys: exactly-once money movement under retries and concurrency."""
+
+import json
+import threading
+from collections import Counter
+
+import pytest
+from django.db import connection
+
+from tests.conftest import client_for, fund, idempotency_keys, make_user, snapshot
+from tests.invariants import assert_money_invariants
+from tests.test_concurrency import run_threads
+from wallet.models import IdempotencyKey, LedgerEntry, Transfer
+
+
+def post_transfer(client, recipient, amount="25.00", key="key-1", **extra):
+    return client.post(
+        "/api/v1/transfers",
+        {"recipient": recipient.quickpe_id, "amount": amount, **extra},
+        format="json",
+        HTTP_IDEMPOTENCY_KEY=key,
+    )
+
+
+@pytest.mark.django_db(transaction=True)
+def test_same_key_sent_20_times_at_once_moves_money_once():
+    alice, bob = make_user("Alice"), make_user("Bob")
+    fund(alice, 1000_00)
+    answers: list[tuple[int, str | None, str | None]] = []
+    bodies: list[dict] = []
+    lock = threading.Lock()
+
+    def work(index: int) -> None:
+        response = post_transfer(client_for(alice), bob, key="same-key")
+        with lock:
+            answers.append(
+                (
+                    response.status_code,
+                    response.headers.get("Idempotent-Replayed"),
+                    response.json().get("code"),
+                )
+            )
+            if response.status_code == 201:
+                bodies.append(response.json())
+
+    run_threads(20, work)
+
+    assert Transfer.objects.count() == 1
+    assert set(answers) <= {
+        (201, None, None),
+        (201, "true", None),
+        (409, None, "idempotency_key_in_use"),
+    }
+    assert answers.count((201, None, None)) == 1
+    # Every 201 (original or replay) carries the same transfer.
+    assert len({body["transfer"]["id"] for body in bodies}) == 1
+    alice.wallet.refresh_from_db()
+    assert alice.wallet.balance == 975_00
+    assert_money_invariants()
+
+
+@pytest.mark.django_db
+def test_replay_returns_the_original_status_and_body_and_moves_nothing(alice, bob):
+    fund(alice, 100_00)
+    client = client_for(alice)
+    first = post_transfer(client, bob)
+    before = snapshot()
+    again = post_transfer(client, bob)
+    assert first.status_code == again.status_code == 201
+    assert again.headers["Idempotent-Replayed"] == "true"
+    assert "Idempotent-Replayed" not in first.headers
+    assert again.json() == first.json()
+    assert snapshot() == before
+
+
+@pytest.mark.django_db
+def test_same_key_with_a_different_body_is_422_and_changes_nothing(alice, bob):
+    fund(alice, 100_00)
+    client = client_for(alice)
+    post_transfer(client, bob, amount="10.00")
+    before = snapshot()
+    response = post_transfer(client, bob, amount="11.00")
+    assert response.status_code == 422
+    assert response.json()["code"] == "idempotency_key_reused"
+    assert response["Content-Type"] == "application/problem+json"
+    assert snapshot() == before
+
+
+@pytest.mark.django_db
+def test_a_refusal_is_remembered_under_its_key(alice, bob):
+    fund(alice, 5_00)
+    client = client_for(alice)
+    refused = post_transfer(client, bob, amount="50.00")
+    assert refused.status_code == 409
+    assert refused.json()["code"] == "insufficient_funds"
+    fund(alice, 100_00)  # now there is enough, but the key already has its answer
+    before = snapshot()
+    again = post_transfer(client, bob, amount="50.00")
+    assert again.status_code == 409
+    assert again.json() == refused.json()
+    assert again.headers["Idempotent-Replayed"] == "true"
+    assert snapshot() == before
+
+
+@pytest.mark.django_db
+def test_a_validation_failure_is_remembered_too(alice, bob):
+    client = client_for(alice)
+    first = post_transfer(client, bob, amount="1.005")
+    assert first.status_code == 400
+    again = post_transfer(client, bob, amount="1.005")
+    assert again.status_code == 400
+    assert again.headers["Idempotent-Replayed"] == "true"
+    assert IdempotencyKey.objects.filter(user=alice).count() == 1
+
+
+@pytest.mark.django_db
+def test_keys_are_scoped_to_the_user(alice, bob):
+    fund(alice, 100_00)
+    fund(bob, 100_00)
+    assert post_transfer(client_for(alice), bob, key="shared").status_code == 201
+    response = post_transfer(client_for(bob), alice, key="shared")
+    assert response.status_code == 201
+    assert "Idempotent-Replayed" not in response.headers
+    assert Transfer.objects.count() == 2
+
+
+@pytest.mark.django_db
+def test_missing_key_is_400_and_stores_nothing(alice, bob):
+    fund(alice, 100_00)
+    before, keys = snapshot(), idempotency_keys()
+    response = client_for(alice).post(
+        "/api/v1/transfers", {"recipient": bob.quickpe_id, "amount": "1.00"}, format="json"
+    )
+    assert response.status_code == 400
+    assert response.json()["code"] == "idempotency_key_required"
+    assert snapshot() == before
+    assert idempotency_keys() == keys
+
+
+@pytest.mark.django_db
+def test_an_expired_key_starts_afresh(alice, settings):
+    client = client_for(alice)
+    body = {"amount": "10.00"}
+    first = client.post("/api/v1/wallet/deposits", body, format="json", HTTP_IDEMPOTENCY_KEY="old")
+    assert first.status_code == 201
+    IdempotencyKey.objects.filter(user=alice).update(
+        created_at=IdempotencyKey.objects.get(user=alice).created_at
+        - __import__("datetime").timedelta(hours=25)
+    )
+    again = client.post("/api/v1/wallet/deposits", body, format="json", HTTP_IDEMPOTENCY_KEY="old")
+    assert again.status_code == 201
+    assert "Idempotent-Replayed" not in again.headers
+    assert LedgerEntry.objects.filter(wallet__user=alice, kind="deposit").count() == 2
+
+
+@pytest.mark.django_db
+def test_key_row_and_movement_commit_together(alice, bob):
+    """The stored response is exactly what the client got, saved in the same transaction."""
+    fund(alice, 100_00)
+    response = post_transfer(client_for(alice), bob, key="atomic")
+    record = IdempotencyKey.objects.get(user=alice, key="atomic")
+    assert record.response_status == 201
+    assert record.response_body == json.loads(response.content)
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT count(*) FROM wallet_transfer")
+        assert cursor.fetchone()[0] == 1
