@@ -5,8 +5,7 @@ import io
 
 import pytest
 from django.core.management import call_command
-from django.db import connection, transaction
-from django.db import DatabaseError
+from django.db import DatabaseError, connection, transaction
 
 from audit.chain import entry_hash
 from audit.models import AuditChainHead, AuditEntry

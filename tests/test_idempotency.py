@@ -2,7 +2,7 @@
 
 import json
 import threading
-from collections import Counter
+from datetime import timedelta
 
 import pytest
 from django.db import connection
@@ -145,7 +145,7 @@ def test_an_expired_key_starts_afresh(alice, settings):
     assert first.status_code == 201
     IdempotencyKey.objects.filter(user=alice).update(
         created_at=IdempotencyKey.objects.get(user=alice).created_at
-        - __import__("datetime").timedelta(hours=25)
+        - timedelta(hours=25)
     )
     again = client.post("/api/v1/wallet/deposits", body, format="json", HTTP_IDEMPOTENCY_KEY="old")
     assert again.status_code == 201
