@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 # Start embedded PostgreSQL/Redis when DATABASE_URL/REDIS_URL are unset; stop them afterwards.
 WITH_SERVICES := $(PY) -m quickpe.embedded run --
 
-.PHONY: install run test lint format bench stop clean
+.PHONY: install run test lint format bench bench-tools stop clean
 
 install: $(STAMP)
 
@@ -31,8 +31,26 @@ format: install
 	$(VENV)/bin/ruff check --fix .
 	$(VENV)/bin/ruff format .
 
-bench: install
+bench: install bench-tools
 	$(WITH_SERVICES) $(PY) -m bench.run
+
+# wrk drives the API with little CPU; without it bench.run falls back to a Python load generator.
+# Installed from Debian only when missing, when we are root and when apt knows the package
+# (a stale package list gets one `apt-get update` and a second try).
+APT_WRK := timeout 180 apt-get install -y -qq wrk >/dev/null 2>&1
+bench-tools:
+	@command -v wrk >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" != 0 ] || ! command -v apt-get >/dev/null 2>&1; then \
+	    echo "bench: wrk not found and cannot apt-get it; using the Python load generator"; \
+	  else \
+	    apt-cache policy wrk 2>/dev/null | grep -q 'Candidate: [0-9]' \
+	      || timeout 120 apt-get update -qq >/dev/null 2>&1 || true; \
+	    if apt-cache policy wrk 2>/dev/null | grep -q 'Candidate: [0-9]'; then \
+	      echo "bench: installing wrk (apt-get install -y wrk)"; \
+	      $(APT_WRK) || { timeout 120 apt-get update -qq >/dev/null 2>&1; $(APT_WRK); } \
+	        || echo "bench: could not install wrk; using the Python load generator"; \
+	    else echo "bench: apt has no wrk package; using the Python load generator"; fi; \
+	  fi; }
 
 stop: install
 	$(PY) -m quickpe.embedded stop

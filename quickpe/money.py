@@ -9,7 +9,10 @@ import re
 from decimal import Decimal, InvalidOperation
 
 PAISE_PER_RUPEE = 100
-_AMOUNT_TEXT = re.compile(r"^(0|[1-9]\d*)(\.\d{1,2})?$")
+# ASCII digits only, matched in full: ``\d`` would admit other scripts' digits ("1\u0665" is 15 to
+# Decimal) and ``$`` a trailing newline.
+_AMOUNT_TEXT = re.compile(r"(0|[1-9][0-9]*)(\.[0-9]{1,2})?")
+_TOO_MANY_DECIMALS = re.compile(r"[0-9]+\.[0-9]{3,}")
 # A bound that no real amount reaches, so arithmetic never nears BIGINT overflow.
 _ABSOLUTE_CEILING = 10**15
 
@@ -45,8 +48,8 @@ def parse_amount(value: object, *, ceiling: int | None) -> int:
         raise InvalidAmount("invalid_amount", "Exponent notation is not accepted for amounts.")
     if text.startswith("-"):
         raise InvalidAmount("invalid_amount", "Amount must be positive.")
-    if len(text) > 32 or not _AMOUNT_TEXT.match(text):
-        if re.match(r"^\d+\.\d{3,}$", text):
+    if len(text) > 32 or not _AMOUNT_TEXT.fullmatch(text):
+        if _TOO_MANY_DECIMALS.fullmatch(text):
             raise InvalidAmount("invalid_amount", "Amount can have at most two decimals.")
         raise InvalidAmount("invalid_amount", "Amount must look like 1250 or 1250.50.")
     try:

@@ -151,5 +151,9 @@ class UserSearchView(APIView):
         query = request.query_params.get("search", "").strip()
         if len(query) < 2:
             raise DRFValidationError({"search": ["Type at least 2 characters."]}, code="too_short")
+        if "\x00" in query:  # PostgreSQL text cannot hold NUL: refuse it here, not with a 500
+            raise DRFValidationError(
+                {"search": ["Null characters are not allowed."]}, code="null_characters_not_allowed"
+            )
         found = selectors.users_search(query=query, exclude=request.user)
         return Response(UserSearchResultSerializer(found, many=True).data)

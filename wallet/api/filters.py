@@ -38,13 +38,21 @@ class DateOrDateTimeField(forms.CharField):
         value = super().clean(value)
         if value in (None, ""):
             return None
+        # Well-formed but impossible values (2026-13-45, 25:00, 9999-12-31 + a day) raise
+        # ValueError/OverflowError from the parsers: a 400, not a 500.
+        try:
+            return self._to_datetime(value)
+        except (ValueError, OverflowError):
+            raise forms.ValidationError(
+                "Use a date (2026-11-22) or an ISO datetime.", code="invalid"
+            ) from None
+
+    def _to_datetime(self, value: str) -> datetime:
         moment = parse_datetime(value) if "T" in value or " " in value else None
         if moment is None:
             day = parse_date(value) if len(value) == 10 else None
             if day is None:
-                raise forms.ValidationError(
-                    "Use a date (2026-11-22) or an ISO datetime.", code="invalid"
-                )
+                raise ValueError(value)
             zone = ZoneInfo(settings.QUICKPE_BUSINESS_TIME_ZONE)
             if self.end_of_day:
                 day += timedelta(days=1)

@@ -6,6 +6,8 @@ line per wallet touched and one audit entry, all inside the caller's transaction
 the outermost transaction (``wallet.idempotency`` wraps it with the idempotency key and the
 retry on deadlock/serialization failure), which is why these use ``atomic()`` and not
 ``atomic(durable=True)``: the key must commit in the same transaction as the movement.
+They also pass ``savepoint=False``: the caller already holds a savepoint around the attempt,
+so a refusal here rolls back to it, and a second savepoint would only cost two round trips.
 """
 
 from dataclasses import dataclass
@@ -78,7 +80,7 @@ def deposit_create(*, user: User, amount: int, description: str = "", request=No
     """Add money to the user's wallet. Keeps: per-transaction and daily deposit limits, the
     balance cap, no movement on a frozen wallet. Locks: the user's wallet."""
     limits.check_amount(amount)
-    with transaction.atomic():
+    with transaction.atomic(savepoint=False):
         wallet = wallets_lock(user_ids=[user.pk])[user.pk]
         _ensure_active(wallet)
         now = timezone.now()
@@ -112,7 +114,7 @@ def withdrawal_create(*, user: User, amount: int, description: str = "", request
     """Take money out of the user's wallet. Keeps: balance >= 0, per-transaction and daily
     outgoing limits, no movement on a frozen wallet. Locks: the user's wallet."""
     limits.check_amount(amount)
-    with transaction.atomic():
+    with transaction.atomic(savepoint=False):
         wallet = wallets_lock(user_ids=[user.pk])[user.pk]
         _ensure_active(wallet)
         now = timezone.now()
@@ -173,7 +175,7 @@ def transfer_create(
     if sender.pk == recipient.pk:
         raise SelfTransfer()
     limits.check_amount(amount)
-    with transaction.atomic():
+    with transaction.atomic(savepoint=False):
         wallets = wallets_lock(user_ids=[sender.pk, recipient.pk])
         source, target = wallets[sender.pk], wallets[recipient.pk]
         _ensure_active(source, target)
@@ -232,7 +234,7 @@ def transfer_create(
 
 def wallet_set_status(*, wallet: Wallet, status: str, actor: User, reason: str = "", request=None):
     """Freeze or unfreeze a wallet (support staff). Locks: that wallet."""
-    with transaction.atomic():
+    with transaction.atomic(savepoint=False):
         locked = wallets_lock(user_ids=[wallet.user_id])[wallet.user_id]
         if locked.status == status:
             return locked
