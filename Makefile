@@ -25,7 +25,8 @@ test: install lint
 lint: install
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
-	$(WITH_SERVICES) $(PY) manage.py makemigrations --check --dry-run
+	$(WITH_SERVICES) sh -c '$(PY) manage.py makemigrations --check --dry-run && \
+		$(PY) manage.py spectacular --validate --fail-on-warn --file /dev/null'
 
 format: install
 	$(VENV)/bin/ruff check --fix .
