@@ -5,7 +5,7 @@ from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
 
-from audit.chain import GENESIS_HASH, VERIFY_COLUMNS, VerifyResult, entry_hash, verify_entries
+from audit.chain import MAX_CHAINS, VERIFY_COLUMNS, VerifyResult, entry_hash, verify_entries
 from audit.masking import mask_data
 from audit.models import AuditChainHead, AuditEntry
 from quickpe.request_meta import client_ip, user_agent
@@ -42,14 +42,8 @@ def audit_append(
     with connection.cursor() as cursor:
         cursor.execute(_LOCK_HEAD, [chain])
         row = cursor.fetchone()
-        if row is None:  # first entry of a chain added after QUICKPE_AUDIT_CHAINS grew
-            cursor.execute(
-                "INSERT INTO audit_auditchainhead (chain, last_seq, last_hash)"
-                " VALUES (%s, NULL, %s) ON CONFLICT DO NOTHING",
-                [chain, GENESIS_HASH],
-            )
-            cursor.execute(_LOCK_HEAD, [chain])
-            row = cursor.fetchone()
+    if row is None:
+        raise RuntimeError(f"audit chain head {chain} is missing; run migrations")
     prev_hash, seq = row
     fields = {
         "seq": seq,
@@ -84,4 +78,4 @@ def audit_verify(*, chunk_size: int = 5000) -> VerifyResult:
             head.chain: (head.last_seq, head.last_hash) for head in AuditChainHead.objects.all()
         }
         rows = AuditEntry.objects.order_by("seq").values_list(*VERIFY_COLUMNS)
-        return verify_entries(rows.iterator(chunk_size=chunk_size), heads)
+        return verify_entries(rows.iterator(chunk_size=chunk_size), heads, chains=MAX_CHAINS)

@@ -23,6 +23,10 @@ IS_EMBEDDED = not DATABASE_URL or env_bool("QUICKPE_EMBEDDED", False)
 if not DATABASE_URL:
     DATABASE_URL = embedded.ensure_postgres()
 if not REDIS_URL:
+    if not IS_EMBEDDED:
+        # Rate limits and (later) events must be shared by every process: never fall back to
+        # a private Redis in production.
+        raise ImproperlyConfigured("REDIS_URL must be set when DATABASE_URL is set.")
     REDIS_URL = embedded.ensure_redis()
 
 
@@ -116,7 +120,7 @@ CACHES = {
     "default": {
         "BACKEND": "django.core.cache.backends.redis.RedisCache",
         "LOCATION": REDIS_URL,
-        "KEY_PREFIX": "quickpe",
+        "KEY_PREFIX": env_str("QUICKPE_REDIS_PREFIX", "quickpe"),
     }
 }
 
@@ -161,7 +165,7 @@ REST_FRAMEWORK = {
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
     "DEFAULT_PAGINATION_CLASS": "quickpe.pagination.CursorPage",
-    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_SCHEMA_CLASS": "quickpe.schema.ProblemAutoSchema",
     "EXCEPTION_HANDLER": "quickpe.errors.problem_exception_handler",
     "UNAUTHENTICATED_USER": None,
     "DATETIME_FORMAT": "%Y-%m-%dT%H:%M:%S.%fZ",
@@ -211,6 +215,8 @@ QUICKPE_SIGNUP_IP_RATE = env_rate("QUICKPE_SIGNUP_IP_RATE", "20/h")
 QUICKPE_IDEMPOTENCY_TTL_HOURS = env_int("QUICKPE_IDEMPOTENCY_TTL_HOURS", 24, minimum=1)
 # Independent hash chains in the audit log; see README "Audit chain".
 QUICKPE_AUDIT_CHAINS = env_int("QUICKPE_AUDIT_CHAINS", 16, minimum=1)
+if QUICKPE_AUDIT_CHAINS > 1024:  # the migration creates heads for chains 0..1023
+    raise ImproperlyConfigured("QUICKPE_AUDIT_CHAINS must be at most 1024.")
 # The public WebSocket URL advertised by /api/v1/realtime (daphne).
 QUICKPE_WEBSOCKET_URL = env_str("QUICKPE_WEBSOCKET_URL", "ws://127.0.0.1:8001/ws/events/")
 

@@ -74,3 +74,32 @@ def test_freezing_from_the_admin_is_audited_and_blocks_money(staff_browser, alic
         HTTP_IDEMPOTENCY_KEY="frozen-1",
     )
     assert refused.status_code == 403 and refused.json()["code"] == "wallet_frozen"
+
+
+def test_changing_a_user_in_the_admin_is_audited(staff_browser, alice):
+    staff, browser = staff_browser
+    page = browser.get(f"/admin/wallet/user/{alice.pk}/change/")
+    assert page.status_code == 200
+    form = {
+        "email": alice.email, "first_name": "Alicia", "last_name": alice.last_name,
+        "is_active": "on", "date_joined_0": "2026-01-01", "date_joined_1": "00:00:00",
+    }
+    response = browser.post(f"/admin/wallet/user/{alice.pk}/change/", form)
+    assert response.status_code == 302, response.content[:2000]
+    entry = AuditEntry.objects.get(action="admin.user_change")
+    assert entry.actor == staff
+    assert "first_name" in entry.data["changed"]
+    assert entry.data["values"]["first_name"] == "Alicia"
+
+
+def test_adding_a_user_in_the_admin_creates_their_wallet(staff_browser):
+    _, browser = staff_browser
+    response = browser.post(
+        "/admin/wallet/user/add/",
+        {"email": "new.person@example.com", "first_name": "New", "last_name": "Person",
+         "password1": "another-long-passphrase", "password2": "another-long-passphrase"},
+    )
+    assert response.status_code == 302, response.content[:2000]
+    created = Wallet.objects.get(user__email="new.person@example.com")
+    assert created.balance == 0
+    assert AuditEntry.objects.filter(action="user.signup", actor=created.user).exists()

@@ -228,3 +228,13 @@ def test_a_user_sees_only_their_own_audit_entries(alice, bob):
     assert actions == ["wallet.deposit", "user.signup"]
     seqs = {item["seq"] for item in body["results"]}
     assert seqs == set(AuditEntry.objects.filter(actor=alice).values_list("seq", flat=True))
+
+
+def test_a_whole_chain_removed_with_its_head_is_caught(history):
+    chain = chain_for(history[0].pk)
+    with TriggersOff():
+        sql("DELETE FROM audit_auditentry WHERE chain = %s", [chain])
+    AuditChainHead.objects.filter(chain=chain).delete()
+    code, message = run_verify()
+    assert code == 1
+    assert "missing" in message

@@ -144,8 +144,7 @@ def test_an_expired_key_starts_afresh(alice, settings):
     first = client.post("/api/v1/wallet/deposits", body, format="json", HTTP_IDEMPOTENCY_KEY="old")
     assert first.status_code == 201
     IdempotencyKey.objects.filter(user=alice).update(
-        created_at=IdempotencyKey.objects.get(user=alice).created_at
-        - timedelta(hours=25)
+        created_at=IdempotencyKey.objects.get(user=alice).created_at - timedelta(hours=25)
     )
     again = client.post("/api/v1/wallet/deposits", body, format="json", HTTP_IDEMPOTENCY_KEY="old")
     assert again.status_code == 201
@@ -164,3 +163,24 @@ def test_key_row_and_movement_commit_together(alice, bob):
     with connection.cursor() as cursor:
         cursor.execute("SELECT count(*) FROM wallet_transfer")
         assert cursor.fetchone()[0] == 1
+
+
+@pytest.mark.django_db
+def test_the_same_json_with_other_spacing_and_key_order_is_a_replay(alice, bob):
+    fund(alice, 100_00)
+    client = client_for(alice)
+    first = client.post(
+        "/api/v1/transfers",
+        f'{{"recipient": "{bob.quickpe_id}", "amount": "5.00"}}',
+        content_type="application/json",
+        HTTP_IDEMPOTENCY_KEY="spaced key 1",  # a space is printable ASCII
+    )
+    again = client.post(
+        "/api/v1/transfers",
+        f'{{"amount":"5.00","recipient":"{bob.quickpe_id}"}}',
+        content_type="application/json",
+        HTTP_IDEMPOTENCY_KEY="spaced key 1",
+    )
+    assert first.status_code == again.status_code == 201
+    assert again.headers["Idempotent-Replayed"] == "true"
+    assert Transfer.objects.count() == 1

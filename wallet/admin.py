@@ -7,6 +7,7 @@ from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
 from quickpe.money import format_inr
 from wallet.models import IdempotencyKey, LedgerEntry, Transfer, User, Wallet
 from wallet.services.money import wallet_set_status
+from wallet.services.users import user_admin_update, user_create
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):
@@ -35,6 +36,26 @@ class UserAdmin(DjangoUserAdmin):
     add_fieldsets = [
         (None, {"fields": ["email", "first_name", "last_name", "password1", "password2"]}),
     ]
+
+    def save_model(self, request, obj, form, change):
+        """New accounts go through the sign-up service (wallet, QuickPe ID, audit); edits are
+        saved and audited in the same transaction (the admin wraps each request in one)."""
+        if not change:
+            created = user_create(
+                email=obj.email,
+                password=form.cleaned_data.get("password1"),
+                first_name=obj.first_name,
+                last_name=obj.last_name,
+                request=request,
+            )
+            obj.pk = created.pk
+            obj.refresh_from_db()
+            return
+        super().save_model(request, obj, form, change)
+        if form.changed_data:
+            user_admin_update(
+                actor=request.user, user=obj, changed=form.changed_data, request=request
+            )
 
 
 @admin.register(Wallet)

@@ -40,18 +40,20 @@ def _validated_key(request) -> str:
     key = request.headers.get(HEADER)
     if key is None or key == "":
         raise IdempotencyKeyRequired()
-    if len(key) > 255 or not all(0x20 < ord(char) < 0x7F for char in key):
+    if len(key) > 255 or not all(0x20 <= ord(char) <= 0x7E for char in key):
         raise IdempotencyKeyInvalid()
     return key
 
 
 def _fingerprint(request) -> str:
-    """The same request is the same method, path and body bytes."""
-    digest = hashlib.sha256()
-    for part in (request.method, request.path):
-        digest.update(part.encode() + b"\0")
-    digest.update(request._request.body)  # read before DRF parses; Django caches it
-    return digest.hexdigest()
+    """Same method, path and JSON body (compared as parsed JSON, so key order and spacing do
+    not matter; a body that is not JSON is compared byte for byte)."""
+    raw = request._request.body  # read before DRF parses; Django caches it
+    try:
+        body = json.dumps(request.data, sort_keys=True, separators=(",", ":"), default=repr)
+    except drf.ParseError:
+        body = raw.hex()
+    return hashlib.sha256("\0".join([request.method, request.path, body]).encode()).hexdigest()
 
 
 def _advisory_lock_id(user_id: int, key: str) -> int:

@@ -62,6 +62,12 @@ class MoneyMovementView(APIView):
     throttle_classes = [MoneyRateThrottle]
     throttle_scope = ""
     request_serializer = MovementRequestSerializer
+    problem_responses = {
+        "403": "`wallet_frozen`",
+        "409": "`insufficient_funds`, `limit_exceeded` (errors[0]: which limit, remaining), "
+        "`idempotency_key_in_use`",
+        "422": "`idempotency_key_reused`",
+    }
 
     def post(self, request):
         def handler() -> Response:
@@ -113,6 +119,10 @@ class WithdrawalView(MoneyMovementView):
 class TransferCreateView(MoneyMovementView):
     throttle_scope = "transfer"
     request_serializer = TransferRequestSerializer
+    problem_responses = {
+        **MoneyMovementView.problem_responses,
+        "404": "`recipient_not_found`",
+    }
 
     @extend_schema(
         request=TransferRequestSerializer,

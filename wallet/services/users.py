@@ -210,3 +210,27 @@ def user_update_profile(*, user: User, request=None, **changes: str) -> User:
             request=request,
         )
     return user
+
+
+def user_admin_update(*, actor: User, user: User, changed: list[str], request=None) -> None:
+    """Record a change support staff made to an account in the admin (already saved by the
+    admin in this request's transaction). Passwords are named, never recorded."""
+    with transaction.atomic():
+        if "password" in changed:
+            tokens_revoke_all(user=user)
+        audit_append(
+            actor=actor,
+            action="admin.user_change",
+            entity_type="user",
+            entity_id=user.pk,
+            data={
+                "changed": sorted(changed),
+                "values": {
+                    field: getattr(user, field)
+                    for field in changed
+                    if field
+                    in ("first_name", "last_name", "is_active", "is_staff", "is_superuser", "email")
+                },
+            },
+            request=request,
+        )

@@ -1,0 +1,55 @@
+"""OpenAPI: every operation documents the problem+json errors it can answer with."""
+
+from drf_spectacular.openapi import AutoSchema
+from drf_spectacular.utils import inline_serializer
+from rest_framework import serializers
+
+PROBLEM = inline_serializer(
+    "Problem",
+    {
+        "type": serializers.CharField(help_text="urn:quickpe:problem:<code>"),
+        "title": serializers.CharField(),
+        "status": serializers.IntegerField(),
+        "detail": serializers.CharField(),
+        "code": serializers.CharField(help_text="Stable, machine-readable"),
+        "errors": inline_serializer(
+            "ProblemFieldError",
+            {
+                "field": serializers.CharField(allow_null=True),
+                "code": serializers.CharField(),
+                "detail": serializers.CharField(),
+                "limit": serializers.CharField(required=False),
+                "remaining": serializers.CharField(required=False),
+            },
+            many=True,
+        ),
+    },
+)
+
+
+class ProblemAutoSchema(AutoSchema):
+    """Adds the problem+json responses an operation can give: the common ones (400, 401 for
+    authenticated views, 404 for paths with an id, 429 for throttled views) plus whatever the
+    view declares in ``problem_responses`` (status -> description)."""
+
+    def _get_response_bodies(self, direction="response"):
+        responses = super()._get_response_bodies(direction)
+        errors = {"400": "Invalid input (`validation_error`, `malformed_request`, ...)"}
+        if self.view.authentication_classes:
+            errors["401"] = (
+                "Missing, invalid or expired token (`not_authenticated`, `invalid_token`)"
+            )
+        if "{" in self.path:
+            errors["404"] = "Not found; another user's object is also 404"
+        if getattr(self.view, "throttle_classes", None):
+            errors["429"] = "Rate limited (`rate_limited`); see the Retry-After header"
+        errors.update(getattr(self.view, "problem_responses", {}))
+        for status, description in errors.items():
+            if status in responses:
+                continue
+            response = self._get_response_for_code(PROBLEM, status, [], direction)
+            content = response.get("content", {})
+            if "application/json" in content:
+                content["application/problem+json"] = content.pop("application/json")
+            responses[status] = {**response, "description": description}
+        return responses
