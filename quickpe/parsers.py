@@ -23,3 +23,5 @@ class StrictJSONParser(JSONParser):
             return json.loads(text, parse_float=Decimal, parse_constant=_reject_constant)
         except (ValueError, UnicodeDecodeError) as error:
             raise ParseError(f"The body is not valid JSON: {error}") from None
+        except RecursionError:  # "[[[[..." nested deeper than the decoder's stack allows
+            raise ParseError("The body is not valid JSON: it is nested too deeply.") from None

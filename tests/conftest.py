@@ -6,6 +6,7 @@ from itertools import count
 import pytest
 from rest_framework.test import APIClient
 
+from audit.chain import GENESIS_HASH, MAX_CHAINS
 from audit.models import AuditEntry
 from wallet.models import IdempotencyKey, LedgerEntry, Transfer, User, Wallet
 from wallet.services.money import deposit_create
@@ -25,6 +26,27 @@ def _isolated_settings(settings):
     settings.QUICKPE_SIGNIN_RATE = None
     settings.QUICKPE_SIGNIN_IP_RATE = None
     settings.QUICKPE_SIGNUP_IP_RATE = None
+
+
+@pytest.fixture(autouse=True)
+def _audit_chain_heads(request):
+    """Tests with transaction=True end by flushing every table, which also removes the chain
+    heads that migration audit.0003 seeded (production never flushes). Put them back for any
+    test that touches the database."""
+    uses_db = request.node.get_closest_marker("django_db") or {"db", "transactional_db"} & set(
+        request.fixturenames
+    )
+    if not uses_db:
+        return
+    request.getfixturevalue("db")
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "INSERT INTO audit_auditchainhead (chain, last_seq, last_hash)"
+            " SELECT chain, NULL, %s FROM generate_series(0, %s) AS chain ON CONFLICT DO NOTHING",
+            [GENESIS_HASH, MAX_CHAINS - 1],
+        )
 
 
 def make_user(first_name: str = "Test", last_name: str = "User", **fields) -> User:

@@ -81,8 +81,12 @@ def test_changing_a_user_in_the_admin_is_audited(staff_browser, alice):
     page = browser.get(f"/admin/wallet/user/{alice.pk}/change/")
     assert page.status_code == 200
     form = {
-        "email": alice.email, "first_name": "Alicia", "last_name": alice.last_name,
-        "is_active": "on", "date_joined_0": "2026-01-01", "date_joined_1": "00:00:00",
+        "email": alice.email,
+        "first_name": "Alicia",
+        "last_name": alice.last_name,
+        "is_active": "on",
+        "date_joined_0": "2026-01-01",
+        "date_joined_1": "00:00:00",
     }
     response = browser.post(f"/admin/wallet/user/{alice.pk}/change/", form)
     assert response.status_code == 302, response.content[:2000]
@@ -96,8 +100,13 @@ def test_adding_a_user_in_the_admin_creates_their_wallet(staff_browser):
     _, browser = staff_browser
     response = browser.post(
         "/admin/wallet/user/add/",
-        {"email": "new.person@example.com", "first_name": "New", "last_name": "Person",
-         "password1": "another-long-passphrase", "password2": "another-long-passphrase"},
+        {
+            "email": "new.person@example.com",
+            "first_name": "New",
+            "last_name": "Person",
+            "password1": "another-long-passphrase",
+            "password2": "another-long-passphrase",
+        },
     )
     assert response.status_code == 302, response.content[:2000]
     created = Wallet.objects.get(user__email="new.person@example.com")

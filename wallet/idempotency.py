@@ -45,15 +45,20 @@ def _validated_key(request) -> str:
     return key
 
 
-def _fingerprint(request) -> str:
+def _fingerprint(request) -> tuple[str, drf.ParseError | None]:
     """Same method, path and JSON body (compared as parsed JSON, so key order and spacing do
-    not matter; a body that is not JSON is compared byte for byte)."""
+    not matter; a body that is not JSON is compared byte for byte).
+
+    Also returns the parse error of a body that is not JSON: DRF parses only once, and after a
+    failure ``request.data`` is silently empty, so the handler must raise this one instead."""
     raw = request._request.body  # read before DRF parses; Django caches it
+    error = None
     try:
         body = json.dumps(request.data, sort_keys=True, separators=(",", ":"), default=repr)
-    except drf.ParseError:
-        body = raw.hex()
-    return hashlib.sha256("\0".join([request.method, request.path, body]).encode()).hexdigest()
+    except drf.ParseError as parse_error:
+        body, error = raw.hex(), parse_error
+    digest = hashlib.sha256("\0".join([request.method, request.path, body]).encode())
+    return digest.hexdigest(), error
 
 
 def _advisory_lock_id(user_id: int, key: str) -> int:
@@ -78,7 +83,7 @@ _REMEMBERED = (QuickPeError, drf.ValidationError, drf.ParseError)
 def idempotent(request, view, handler: Callable[[], Response]) -> Response:
     """Run ``handler`` at most once per (user, Idempotency-Key) within the retention window."""
     key = _validated_key(request)
-    fingerprint = _fingerprint(request)
+    fingerprint, parse_error = _fingerprint(request)
     user = request.user
     context = {"request": request, "view": view}
 
@@ -101,6 +106,8 @@ def idempotent(request, view, handler: Callable[[], Response]) -> Response:
                 return _replay(record)
             try:
                 with transaction.atomic():  # savepoint: a refusal undoes only the attempt
+                    if parse_error is not None:
+                        raise parse_error
                     response = handler()
             except _REMEMBERED as error:
                 response = problem_exception_handler(error, context)

@@ -1,0 +1,370 @@
+"""Errors are problem+json everywhere; health, schema and docs endpoints answer as documented."""
+
+import json
+import re
+
+import pytest
+from django.test import RequestFactory
+from rest_framework.test import APIClient
+
+from quickpe.errors import handler500
+from tests.conftest import PASSWORD, client_for, fund, snapshot
+
+PROBLEM_KEYS = {"type", "title", "status", "detail", "code", "errors"}
+# What must never reach a client: stack traces, SQL, internal module and class names.
+LEAKS = re.compile(
+    r"Traceback|File \"|psycopg|IntegrityError|DataError|OperationalError|SELECT |"
+    r"INSERT |django\.|rest_framework|wallet\.|quickpe\.",
+)
+
+
+def assert_problem(response, status: int, code: str) -> dict:
+    assert response.status_code == status, response.content
+    assert response["Content-Type"] == "application/problem+json"
+    body = json.loads(response.content)
+    assert set(body) == PROBLEM_KEYS
+    assert (body["status"], body["code"]) == (status, code)
+    assert body["type"] == f"urn:quickpe:problem:{code}"
+    assert isinstance(body["title"], str) and body["title"]
+    assert isinstance(body["detail"], str) and body["detail"]
+    assert isinstance(body["errors"], list)
+    assert not LEAKS.search(response.content.decode()), response.content
+    return body
+
+
+# --- 404 and 405 -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/api/v1/nope",
+        "/api/v1/wallet/nope",
+        "/api/v1/wallet/",
+        "/api/v1/transactions/abc",
+        "/api/v2/wallet",
+        "/api/v1/../../etc/passwd",
+        "/nope",
+    ],
+)
+@pytest.mark.parametrize("authenticated", [False, True], ids=["anonymous", "signed-in"])
+def test_unknown_paths_are_404_problem_json(alice, path, authenticated):
+    client = client_for(alice if authenticated else None)
+
+    body = assert_problem(client.get(path), 404, "not_found")
+
+    assert body["errors"] == []
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "allowed"),
+    [
+        ("delete", "/api/v1/wallet", "GET, HEAD, OPTIONS"),
+        ("post", "/api/v1/wallet", "GET, HEAD, OPTIONS"),
+        ("put", "/api/v1/transactions", "GET, HEAD, OPTIONS"),
+        ("delete", "/api/v1/me", "GET, PATCH, HEAD, OPTIONS"),
+        ("get", "/api/v1/wallet/deposits", "POST, OPTIONS"),
+        ("get", "/api/v1/me/password", "POST, OPTIONS"),
+    ],
+)
+def test_wrong_methods_are_405_problem_json(alice, method, path, allowed):
+    before = snapshot()
+
+    response = getattr(client_for(alice), method)(path)
+
+    assert_problem(response, 405, "method_not_allowed")
+    assert response["Allow"] == allowed
+    assert snapshot() == before
+
+
+@pytest.mark.parametrize("path", ["/api/v1/auth/signin", "/api/v1/auth/signup"])
+def test_get_on_an_anonymous_post_endpoint_is_405(db, path):
+    response = APIClient().get(path)
+
+    assert_problem(response, 405, "method_not_allowed")
+    assert response["Allow"] == "POST, OPTIONS"
+
+
+# --- bodies that are not what the API takes ----------------------------------------------
+
+MALFORMED_BODIES = [
+    pytest.param(b"{bad", id="unquoted-key"),
+    pytest.param(b'{"email": "a@example.com",', id="truncated"),
+    pytest.param(b'{"email": "a@example.com"} trailing', id="trailing-garbage"),
+    pytest.param(b"\xff\xfe{}", id="not-utf8"),
+    pytest.param(b'{"amount": NaN}', id="nan"),
+    pytest.param(b"[" * 30000 + b"]" * 30000, id="deeply-nested"),
+    pytest.param(b'{"a":' * 10000 + b"1" + b"}" * 10000, id="deeply-nested-objects"),
+]
+
+
+@pytest.mark.parametrize("raw", MALFORMED_BODIES)
+@pytest.mark.parametrize("path", ["/api/v1/auth/signup", "/api/v1/auth/signin"])
+def test_malformed_json_is_400_problem_json(db, path, raw):
+    before = snapshot()
+
+    response = APIClient().post(path, raw, content_type="application/json")
+
+    body = assert_problem(response, 400, "malformed_request")
+    assert body["errors"] == []
+    assert snapshot() == before
+
+
+@pytest.mark.parametrize("raw", MALFORMED_BODIES)
+@pytest.mark.parametrize("path", ["/api/v1/wallet/deposits", "/api/v1/transfers"])
+def test_malformed_json_on_a_money_endpoint_is_400_and_moves_nothing(alice, path, raw):
+    fund(alice, 100_00)
+    before = snapshot()
+
+    response = client_for(alice).post(
+        path, raw, content_type="application/json", HTTP_IDEMPOTENCY_KEY="malformed"
+    )
+
+    assert_problem(response, 400, "malformed_request")
+    assert snapshot() == before
+
+
+def test_malformed_json_on_patch_me_is_400(alice):
+    response = client_for(alice).patch("/api/v1/me", b"{bad", content_type="application/json")
+
+    assert_problem(response, 400, "malformed_request")
+    alice.refresh_from_db()
+    assert alice.first_name == "Alice"
+
+
+@pytest.mark.parametrize(
+    "content_type",
+    ["text/plain", "application/x-www-form-urlencoded", "multipart/form-data; boundary=x"],
+)
+def test_bodies_that_are_not_json_are_415(db, content_type):
+    before = snapshot()
+
+    response = APIClient().post(
+        "/api/v1/auth/signin", f"email=a@example.com&password={PASSWORD}", content_type=content_type
+    )
+
+    assert_problem(response, 415, "unsupported_media_type")
+    assert snapshot() == before
+
+
+def test_an_empty_json_body_is_a_validation_error(db):
+    body = assert_problem(
+        APIClient().post("/api/v1/auth/signin", b"", content_type="application/json"),
+        400,
+        "validation_error",
+    )
+
+    assert {error["field"] for error in body["errors"]} == {"email", "password"}
+
+
+def test_an_accept_header_the_api_cannot_serve_is_406(alice):
+    response = client_for(alice).get("/api/v1/wallet", HTTP_ACCEPT="text/html")
+
+    assert_problem(response, 406, "not_acceptable")
+
+
+# --- request size ------------------------------------------------------------------------
+
+
+def oversized(settings, **fields) -> str:
+    body = json.dumps({**fields, "padding": "x" * settings.DATA_UPLOAD_MAX_MEMORY_SIZE})
+    assert len(body) > 64 * 1024
+    return body
+
+
+def test_the_body_limit_is_64_kib(settings):
+    assert settings.DATA_UPLOAD_MAX_MEMORY_SIZE == 64 * 1024
+
+
+@pytest.mark.parametrize("path", ["/api/v1/auth/signup", "/api/v1/auth/signin"])
+def test_a_body_over_the_limit_is_413_for_anonymous_endpoints(db, settings, path):
+    before = snapshot()
+    body = oversized(
+        settings, email="big@example.com", password=PASSWORD, first_name="B", last_name="G"
+    )
+
+    response = APIClient().post(path, body, content_type="application/json")
+
+    assert_problem(response, 413, "payload_too_large")
+    assert snapshot() == before
+
+
+@pytest.mark.parametrize("path", ["/api/v1/wallet/deposits", "/api/v1/transfers", "/api/v1/me"])
+def test_a_body_over_the_limit_is_413_for_signed_in_endpoints(alice, bob, settings, path):
+    fund(alice, 100_00)
+    before = snapshot()
+    body = oversized(settings, recipient=bob.quickpe_id, amount="5.00", first_name="Big")
+    client = client_for(alice)
+    send = client.patch if path == "/api/v1/me" else client.post
+
+    response = send(path, body, content_type="application/json", HTTP_IDEMPOTENCY_KEY="big")
+
+    assert_problem(response, 413, "payload_too_large")
+    assert snapshot() == before
+    alice.refresh_from_db()
+    assert alice.first_name == "Alice"
+
+
+def test_a_body_just_under_the_limit_is_processed(alice, settings):
+    padding = "x" * (settings.DATA_UPLOAD_MAX_MEMORY_SIZE - 100)
+    body = json.dumps({"amount": "5.00", "description": "ok", "padding": padding})
+    assert len(body) <= settings.DATA_UPLOAD_MAX_MEMORY_SIZE
+
+    response = client_for(alice).post(
+        "/api/v1/wallet/deposits", body, content_type="application/json", HTTP_IDEMPOTENCY_KEY="k"
+    )
+
+    assert response.status_code == 201, response.content
+
+
+# --- never a stack trace -----------------------------------------------------------------
+
+
+def test_hostile_requests_never_get_a_5xx_or_a_stack_trace(alice, bob):
+    client = client_for(alice)
+    anonymous = APIClient()
+    responses = [
+        client.get("/api/v1/transactions", {"created_after": "2026-02-30"}),
+        client.get("/api/v1/transactions", {"created_before": "9999-12-31"}),
+        client.get("/api/v1/transactions", {"min_amount": "9" * 40}),
+        client.get("/api/v1/transactions", {"ordering": "-password"}),
+        client.get("/api/v1/transactions", {"cursor": "%%%"}),
+        client.get("/api/v1/transactions/99999999999999999999999"),
+        client.get("/api/v1/transfers/99999999999999999999999"),
+        client.get("/api/v1/users", {"search": "'; DROP TABLE wallet_user; --"}),
+        client.get("/api/v1/users", {"search": "a\x00b"}),
+        client.get("/api/v1/users", {"search": "%_%"}),
+        client.get("/api/v1/users", {"search": "x" * 5000}),
+        client.post(
+            "/api/v1/transfers",
+            {"recipient": "a\x00@example.com", "amount": "5"},
+            format="json",
+            HTTP_IDEMPOTENCY_KEY="nul",
+        ),
+        client.post(
+            "/api/v1/transfers",
+            {"recipient": {"$ne": None}, "amount": "5"},
+            format="json",
+            HTTP_IDEMPOTENCY_KEY="object",
+        ),
+        client.post(
+            "/api/v1/wallet/deposits",
+            '{"amount": ' + "9" * 5000 + "}",
+            content_type="application/json",
+            HTTP_IDEMPOTENCY_KEY="digits",
+        ),
+        client.patch("/api/v1/me", '{"first_name": "\\ud800"}', content_type="application/json"),
+        client.post("/api/v1/me/password", [], format="json"),
+        anonymous.post("/api/v1/auth/signin", {"email": {"a": 1}, "password": 1}, format="json"),
+        anonymous.post("/api/v1/auth/refresh", {"refresh": "a.b.c"}, format="json"),
+        anonymous.post("/api/v1/auth/signout", {"refresh": None}, format="json"),
+        anonymous.post(
+            "/api/v1/auth/signup",
+            {"email": "x@" + "a" * 300 + ".com", "password": PASSWORD, "first_name": "X"},
+            format="json",
+        ),
+        anonymous.get("/api/v1/wallet", HTTP_AUTHORIZATION="Bearer " + "a" * 5000),
+    ]
+
+    for response in responses:
+        assert response.status_code < 500, response.content
+        text = response.content.decode()
+        assert "Traceback" not in text
+        assert not LEAKS.search(text), text
+        if response.status_code >= 400:
+            assert response["Content-Type"] == "application/problem+json"
+    assert bob.wallet.balance == 0
+
+
+def test_the_500_handler_answers_problem_json_without_details():
+    response = handler500(RequestFactory().get("/api/v1/wallet"))
+
+    assert response.status_code == 500
+    assert response["Content-Type"] == "application/problem+json"
+    assert json.loads(response.content) == {
+        "type": "urn:quickpe:problem:internal_error",
+        "title": "Internal Server Error",
+        "status": 500,
+        "detail": "Something went wrong on our side; it is logged.",
+        "code": "internal_error",
+        "errors": [],
+    }
+
+
+# --- health ------------------------------------------------------------------------------
+
+
+@pytest.mark.django_db
+def test_liveness():
+    response = APIClient().get("/health/live")
+
+    assert response.status_code == 200
+    assert response["Content-Type"] == "application/json"
+    assert json.loads(response.content) == {"status": "ok"}
+
+
+@pytest.mark.django_db
+def test_readiness_checks_the_database_and_redis():
+    response = APIClient().get("/health/ready")
+
+    assert response.status_code == 200
+    assert response["Content-Type"] == "application/json"
+    body = json.loads(response.content)
+    assert body["status"] == "ok"
+    assert body["checks"]["database"] == "ok"
+    assert body["checks"]["redis"] == "ok"
+    assert all(value == "ok" for value in body["checks"].values())
+
+
+# --- schema and docs ---------------------------------------------------------------------
+
+
+@pytest.mark.django_db
+def test_openapi_schema_is_served():
+    response = APIClient().get("/api/schema/")
+
+    assert response.status_code == 200
+    assert response["Content-Type"].startswith("application/vnd.oai.openapi")
+    assert response.content.startswith(b"openapi: 3.")
+
+    as_json = APIClient().get("/api/schema/", {"format": "json"})
+    assert as_json.status_code == 200
+    schema = json.loads(as_json.content)
+    assert schema["openapi"].startswith("3.")
+    for path in [
+        "/api/v1/auth/signup",
+        "/api/v1/auth/signin",
+        "/api/v1/auth/refresh",
+        "/api/v1/auth/signout",
+        "/api/v1/me",
+        "/api/v1/me/password",
+        "/api/v1/users",
+        "/api/v1/wallet",
+        "/api/v1/wallet/deposits",
+        "/api/v1/wallet/withdrawals",
+        "/api/v1/transfers",
+        "/api/v1/transfers/{id}",
+        "/api/v1/transactions",
+        "/api/v1/transactions/{id}",
+        "/api/v1/audit",
+        "/api/v1/audit/verify",
+    ]:
+        assert path in schema["paths"], path
+
+
+@pytest.mark.django_db
+def test_docs_are_served_without_any_cdn():
+    response = APIClient().get("/api/docs/")
+
+    assert response.status_code == 200
+    assert response["Content-Type"].startswith("text/html")
+    html = response.content.decode()
+    for cdn in ("cdn", "unpkg", "jsdelivr", "cloudflare", "googleapis"):
+        assert cdn not in html.lower(), cdn
+    assert "/api/schema/" in html
+    assets = re.findall(r'(?:src|href)="([^"]+)"', html)
+    assert any(asset.endswith("swagger-ui-bundle.js") for asset in assets)
+    for asset in assets:
+        assert asset.startswith("/static/"), asset
+        served = APIClient().get(asset)
+        assert served.status_code == 200, asset
