@@ -21,6 +21,7 @@ from wallet.api.serializers import (
     SigninSerializer,
     SignupSerializer,
     TokenPairSerializer,
+    UserSearchQuerySerializer,
     UserSearchResultSerializer,
     UserSerializer,
 )
@@ -148,12 +149,8 @@ class UserSearchView(APIView):
         description="Matches name, QuickPe ID or exact email; at most 20, never the caller.",
     )
     def get(self, request):
-        query = request.query_params.get("search", "").strip()
-        if len(query) < 2:
-            raise DRFValidationError({"search": ["Type at least 2 characters."]}, code="too_short")
-        if "\x00" in query:  # PostgreSQL text cannot hold NUL: refuse it here, not with a 500
-            raise DRFValidationError(
-                {"search": ["Null characters are not allowed."]}, code="null_characters_not_allowed"
-            )
-        found = selectors.users_search(query=query, exclude=request.user)
+        # A CharField trims, and refuses NUL characters (PostgreSQL text cannot hold them).
+        params = UserSearchQuerySerializer(data=request.query_params)
+        params.is_valid(raise_exception=True)
+        found = selectors.users_search(query=params.validated_data["search"], exclude=request.user)
         return Response(UserSearchResultSerializer(found, many=True).data)

@@ -51,6 +51,14 @@ class TokenPairSerializer(serializers.Serializer):
     refresh = serializers.CharField()
 
 
+class UserSearchQuerySerializer(serializers.Serializer):
+    search = serializers.CharField(
+        min_length=2,
+        max_length=100,
+        error_messages={"min_length": "Type at least 2 characters."},
+    )
+
+
 class UserSearchResultSerializer(serializers.ModelSerializer):
     name = serializers.CharField(source="get_full_name")
     email_masked = serializers.SerializerMethodField()
