@@ -1,6 +1,8 @@
 """Appending to the audit log. Every state change calls ``audit_append`` inside its own
 transaction, so the entry commits (or rolls back) with the change it records."""
 
+import json
+
 from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
@@ -10,6 +12,16 @@ from audit.masking import mask_data
 from audit.models import AuditChainHead, AuditEntry
 from quickpe.request_meta import client_ip, user_agent
 
+_APPEND = """
+    WITH entry AS (
+        INSERT INTO audit_auditentry (seq, chain, actor_id, action, entity_type, entity_id, data,
+                                      ip, user_agent, created_at, prev_hash, hash)
+        VALUES (%s, %s, %s, %s, %s, %s, %s::jsonb, %s, %s, %s, %s, %s)
+        RETURNING seq, chain, hash
+    )
+    UPDATE audit_auditchainhead AS head SET last_seq = entry.seq, last_hash = entry.hash
+    FROM entry WHERE head.chain = entry.chain
+"""
 _LOCK_HEAD = """
     SELECT last_hash, nextval(pg_get_serial_sequence('audit_auditentry', 'seq'))
     FROM audit_auditchainhead WHERE chain = %s FOR UPDATE
@@ -59,9 +71,28 @@ def audit_append(
         "created_at": timezone.now(),
         "prev_hash": prev_hash,
     }
-    entry = AuditEntry(**fields, hash=entry_hash(**fields))
-    entry.save(force_insert=True)
-    AuditChainHead.objects.filter(chain=chain).update(last_seq=seq, last_hash=entry.hash)
+    digest = entry_hash(**fields)
+    with connection.cursor() as cursor:
+        # One round trip for both writes: this runs inside every money transaction.
+        cursor.execute(
+            _APPEND,
+            [
+                seq,
+                chain,
+                actor_id,
+                action,
+                fields["entity_type"],
+                fields["entity_id"],
+                json.dumps(fields["data"]),
+                fields["ip"],
+                fields["user_agent"],
+                fields["created_at"],
+                prev_hash,
+                digest,
+            ],
+        )
+    entry = AuditEntry(**fields, hash=digest)
+    entry._state.adding = False
     return entry
 
 

@@ -7,6 +7,7 @@ from rest_framework.filters import OrderingFilter
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from quickpe.money import format_paise
 from quickpe.throttling import MoneyRateThrottle
 from wallet import selectors
 from wallet.api.filters import TransactionFilter
@@ -42,7 +43,7 @@ MONEY_ERRORS = (
 def _movement_result(movement: money.Movement) -> dict:
     result = {
         "transaction": TransactionSerializer(movement.entry).data,
-        "balance": WalletSerializer().fields["balance"].to_representation(movement.wallet.balance),
+        "balance": format_paise(movement.wallet.balance),
     }
     if movement.transfer is not None:
         result["transfer"] = TransferSerializer(movement.transfer).data

@@ -38,7 +38,10 @@ def wallets_lock(*, user_ids: list[int]) -> dict[int, Wallet]:
     return {wallet.user_id: wallet for wallet in wallets}
 
 
-def _post(
+_WALLET_FIELDS = ["balance", "updated_at", "limits_day", "deposited_on_day", "outgoing_on_day"]
+
+
+def _line(
     wallet: Wallet,
     *,
     kind: str,
@@ -49,14 +52,12 @@ def _post(
     counterparty: User | None = None,
     transfer: Transfer | None = None,
 ) -> LedgerEntry:
-    """Apply ``amount`` to a locked wallet and write its ledger line with ``balance_after``."""
+    """Apply ``amount`` to a locked wallet in memory and return its (unsaved) ledger line,
+    with ``balance_after``. ``_write`` then saves wallets and lines together."""
     is_credit = kind in (LedgerEntry.Kind.DEPOSIT, LedgerEntry.Kind.TRANSFER_IN)
     wallet.balance += amount if is_credit else -amount
     wallet.updated_at = now
-    wallet.save(
-        update_fields=["balance", "updated_at", "limits_day", "deposited_on_day", "outgoing_on_day"]
-    )
-    return LedgerEntry.objects.create(
+    return LedgerEntry(
         wallet=wallet,
         kind=kind,
         direction=LedgerEntry.Direction.CREDIT if is_credit else LedgerEntry.Direction.DEBIT,
@@ -69,6 +70,12 @@ def _post(
         reference=new_reference("TXN"),
         created_at=now,
     )
+
+
+def _write(wallets: list[Wallet], lines: list[LedgerEntry]) -> list[LedgerEntry]:
+    """Save the locked wallets (one UPDATE) and their ledger lines (one INSERT)."""
+    Wallet.objects.bulk_update(wallets, _WALLET_FIELDS)
+    return LedgerEntry.objects.bulk_create(lines)
 
 
 def _ensure_active(*wallets: Wallet) -> None:
@@ -87,13 +94,18 @@ def deposit_create(*, user: User, amount: int, description: str = "", request=No
         today = limits.business_day(now)
         limits.check_deposit(wallet, amount, today)
         limits.record(wallet, today, deposited=amount)
-        entry = _post(
-            wallet,
-            kind=LedgerEntry.Kind.DEPOSIT,
-            amount=amount,
-            now=now,
-            category=Category.OTHER,
-            description=description or "Added money",
+        [entry] = _write(
+            [wallet],
+            [
+                _line(
+                    wallet,
+                    kind=LedgerEntry.Kind.DEPOSIT,
+                    amount=amount,
+                    now=now,
+                    category=Category.OTHER,
+                    description=description or "Added money",
+                )
+            ],
         )
         audit_append(
             actor=user,
@@ -123,13 +135,18 @@ def withdrawal_create(*, user: User, amount: int, description: str = "", request
         if wallet.balance < amount:
             raise InsufficientFunds()
         limits.record(wallet, today, outgoing=amount)
-        entry = _post(
-            wallet,
-            kind=LedgerEntry.Kind.WITHDRAWAL,
-            amount=amount,
-            now=now,
-            category=Category.OTHER,
-            description=description or "Withdrawal to bank",
+        [entry] = _write(
+            [wallet],
+            [
+                _line(
+                    wallet,
+                    kind=LedgerEntry.Kind.WITHDRAWAL,
+                    amount=amount,
+                    now=now,
+                    category=Category.OTHER,
+                    description=description or "Withdrawal to bank",
+                )
+            ],
         )
         audit_append(
             actor=user,
@@ -196,25 +213,30 @@ def transfer_create(
         )
         limits.record(source, today, outgoing=amount)
         description = note or f"To {recipient.get_full_name()}"
-        debit = _post(
-            source,
-            kind=LedgerEntry.Kind.TRANSFER_OUT,
-            amount=amount,
-            now=now,
-            category=category,
-            description=description,
-            counterparty=recipient,
-            transfer=transfer,
-        )
-        _post(
-            target,
-            kind=LedgerEntry.Kind.TRANSFER_IN,
-            amount=amount,
-            now=now,
-            category=category,
-            description=note or f"From {sender.get_full_name()}",
-            counterparty=sender,
-            transfer=transfer,
+        debit, _credit = _write(
+            [source, target],
+            [
+                _line(
+                    source,
+                    kind=LedgerEntry.Kind.TRANSFER_OUT,
+                    amount=amount,
+                    now=now,
+                    category=category,
+                    description=description,
+                    counterparty=recipient,
+                    transfer=transfer,
+                ),
+                _line(
+                    target,
+                    kind=LedgerEntry.Kind.TRANSFER_IN,
+                    amount=amount,
+                    now=now,
+                    category=category,
+                    description=note or f"From {sender.get_full_name()}",
+                    counterparty=sender,
+                    transfer=transfer,
+                ),
+            ],
         )
         audit_append(
             actor=sender,
