@@ -1,0 +1,7 @@
+"""``make bench``: how close does POST /api/v1/transfers come to what PostgreSQL can do?
+
+``bench.run`` builds a dedicated database (never the development database ``quickpe``),
+measures the raw-SQL ceiling with pgbench running the same statements as one API transfer
+(``bench/transfer.sql``), then drives the API under gunicorn with wrk (``bench/transfer.lua``)
+or, without wrk, ``bench.loadgen``. Results are printed and written to ``bench/results/``.
+"""
