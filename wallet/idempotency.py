@@ -17,7 +17,6 @@ from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
 from rest_framework import exceptions as drf
-from rest_framework.renderers import JSONRenderer
 from rest_framework.response import Response
 
 from quickpe.db import run_with_retries
@@ -116,7 +115,7 @@ def idempotent(request, view, handler: Callable[[], Response]) -> Response:
                 key=key,
                 fingerprint=fingerprint,
                 response_status=response.status_code,
-                response_body=json.loads(JSONRenderer().render(response.data)),
+                response_body=response.data,
             )
             return response
 

@@ -12,7 +12,7 @@ so a refusal here rolls back to it, and a second savepoint would only cost two r
 
 from dataclasses import dataclass
 
-from django.db import transaction
+from django.db import connection, transaction
 from django.utils import timezone
 
 from audit.services import audit_append
@@ -36,9 +36,6 @@ def wallets_lock(*, user_ids: list[int]) -> dict[int, Wallet]:
     same first row instead of deadlocking."""
     wallets = list(Wallet.objects.select_for_update().filter(user_id__in=user_ids).order_by("pk"))
     return {wallet.user_id: wallet for wallet in wallets}
-
-
-_WALLET_FIELDS = ["balance", "updated_at", "limits_day", "deposited_on_day", "outgoing_on_day"]
 
 
 def _line(
@@ -74,7 +71,33 @@ def _line(
 
 def _write(wallets: list[Wallet], lines: list[LedgerEntry]) -> list[LedgerEntry]:
     """Save the locked wallets (one UPDATE) and their ledger lines (one INSERT)."""
-    Wallet.objects.bulk_update(wallets, _WALLET_FIELDS)
+    rows = ", ".join(
+        ["(%s::bigint, %s::bigint, %s::timestamptz, %s::date, %s::bigint, %s::bigint)"]
+        * len(wallets)
+    )
+    params = [
+        value
+        for wallet in wallets
+        for value in (
+            wallet.pk,
+            wallet.balance,
+            wallet.updated_at,
+            wallet.limits_day,
+            wallet.deposited_on_day,
+            wallet.outgoing_on_day,
+        )
+    ]
+    # One statement for every wallet the movement touched (Django's bulk_update builds a CASE
+    # per field and row, which costs more CPU than the round trip it saves). Only placeholders
+    # are interpolated; the values travel as parameters.
+    statement = (
+        "UPDATE wallet_wallet AS w SET balance = v.balance, updated_at = v.updated_at,"  # noqa: S608
+        " limits_day = v.limits_day, deposited_on_day = v.deposited, outgoing_on_day = v.outgoing"
+        f" FROM (VALUES {rows}) AS v(id, balance, updated_at, limits_day, deposited, outgoing)"
+        " WHERE w.id = v.id"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(statement, params)
     return LedgerEntry.objects.bulk_create(lines)
 
 
