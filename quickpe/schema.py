@@ -1,5 +1,6 @@
 """OpenAPI: every operation documents the problem+json errors it can answer with."""
 
+from drf_spectacular.contrib.rest_framework_simplejwt import SimpleJWTScheme
 from drf_spectacular.openapi import AutoSchema
 from drf_spectacular.utils import inline_serializer
 from rest_framework import serializers
@@ -53,3 +54,9 @@ class ProblemAutoSchema(AutoSchema):
                 content["application/problem+json"] = content.pop("application/json")
             responses[status] = {**response, "description": description}
         return responses
+
+
+class QuickPeJWTScheme(SimpleJWTScheme):
+    """Document our JWT authentication (a simplejwt subclass) as simplejwt's bearer scheme."""
+
+    target_class = "quickpe.authentication.QuickPeJWTAuthentication"

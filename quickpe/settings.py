@@ -158,7 +158,7 @@ DATA_UPLOAD_MAX_MEMORY_SIZE = env_int("QUICKPE_MAX_BODY_BYTES", 64 * 1024, minim
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
-        "rest_framework_simplejwt.authentication.JWTAuthentication",
+        "quickpe.authentication.QuickPeJWTAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_PARSER_CLASSES": ["quickpe.parsers.StrictJSONParser"],
