@@ -19,7 +19,7 @@ from django.utils import timezone
 from rest_framework import exceptions as drf
 from rest_framework.response import Response
 
-from quickpe.db import run_with_retries
+from quickpe.db import fetch_models, insert_models, run_with_retries
 from quickpe.errors import (
     PROBLEM_CONTENT_TYPE,
     IdempotencyKeyInUse,
@@ -32,6 +32,7 @@ from quickpe.errors import (
 from wallet.models import IdempotencyKey
 
 HEADER = "Idempotency-Key"
+_KEY_RECORD = "SELECT * FROM wallet_idempotencykey WHERE user_id = %s AND key = %s"
 REPLAYED_HEADER = "Idempotent-Replayed"
 
 
@@ -94,7 +95,8 @@ def idempotent(request, view, handler: Callable[[], Response]) -> Response:
                 )
                 if not cursor.fetchone()[0]:
                     raise IdempotencyKeyInUse()
-            record = IdempotencyKey.objects.filter(user=user, key=key).first()
+            found = fetch_models(IdempotencyKey, _KEY_RECORD, [user.pk, key])
+            record = found[0] if found else None
             cutoff = timezone.now() - timedelta(hours=settings.QUICKPE_IDEMPOTENCY_TTL_HOURS)
             if record is not None and record.created_at < cutoff:
                 record.delete()  # an expired key starts afresh
@@ -110,12 +112,16 @@ def idempotent(request, view, handler: Callable[[], Response]) -> Response:
                     response = handler()
             except _REMEMBERED as error:
                 response = problem_exception_handler(error, context)
-            IdempotencyKey.objects.create(
-                user=user,
-                key=key,
-                fingerprint=fingerprint,
-                response_status=response.status_code,
-                response_body=response.data,
+            insert_models(
+                [
+                    IdempotencyKey(
+                        user=user,
+                        key=key,
+                        fingerprint=fingerprint,
+                        response_status=response.status_code,
+                        response_body=response.data,
+                    )
+                ]
             )
             return response
 

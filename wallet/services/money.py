@@ -16,7 +16,7 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from audit.services import audit_append
-from quickpe.db import fetch_models
+from quickpe.db import fetch_models, insert_models
 from quickpe.errors import InsufficientFunds, RecipientNotFound, SelfTransfer, WalletFrozen
 from quickpe.money import format_paise
 from wallet import limits
@@ -104,7 +104,7 @@ def _write(wallets: list[Wallet], lines: list[LedgerEntry]) -> list[LedgerEntry]
     )
     with connection.cursor() as cursor:
         cursor.execute(statement, params)
-    return LedgerEntry.objects.bulk_create(lines)
+    return insert_models(lines)
 
 
 def _ensure_active(*wallets: Wallet) -> None:
@@ -230,14 +230,18 @@ def transfer_create(
         if source.balance < amount:
             raise InsufficientFunds()
         limits.check_balance_cap(target, amount, is_own_wallet=False)
-        transfer = Transfer.objects.create(
-            reference=new_reference("TRF"),
-            sender=sender,
-            recipient=recipient,
-            amount=amount,
-            note=note,
-            category=category,
-            created_at=now,
+        [transfer] = insert_models(
+            [
+                Transfer(
+                    reference=new_reference("TRF"),
+                    sender=sender,
+                    recipient=recipient,
+                    amount=amount,
+                    note=note,
+                    category=category,
+                    created_at=now,
+                )
+            ]
         )
         limits.record(source, today, outgoing=amount)
         description = note or f"To {recipient.get_full_name()}"
