@@ -4,21 +4,11 @@ moves through the services, and every change an admin makes is audited."""
 from django.contrib import admin, messages
 from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
 
+from quickpe.admin import ReadOnlyAdmin
 from quickpe.money import format_inr
 from wallet.models import IdempotencyKey, LedgerEntry, Transfer, User, Wallet
 from wallet.services.money import wallet_set_status
 from wallet.services.users import user_admin_update, user_create
-
-
-class ReadOnlyAdmin(admin.ModelAdmin):
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
 
 
 @admin.register(User)

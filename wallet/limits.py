@@ -50,31 +50,33 @@ def check_amount(amount: int) -> None:
         )
 
 
+def _check_daily(code: str, amount: int, used: int, limit: int, message: str) -> None:
+    remaining = limit - used
+    if amount > remaining:
+        raise _exceeded(code, message.format(format_paise(max(remaining, 0))), limit, remaining)
+
+
 def check_deposit(wallet: Wallet, amount: int, today: date) -> None:
     deposited, _ = daily_totals(wallet, today)
-    remaining = settings.QUICKPE_DAILY_DEPOSIT_LIMIT - deposited
-    if amount > remaining:
-        raise _exceeded(
-            "daily_deposit",
-            f"This would pass today's deposit limit; you can add {format_paise(max(remaining, 0))}"
-            " more today.",
-            settings.QUICKPE_DAILY_DEPOSIT_LIMIT,
-            remaining,
-        )
+    _check_daily(
+        "daily_deposit",
+        amount,
+        deposited,
+        settings.QUICKPE_DAILY_DEPOSIT_LIMIT,
+        "This would pass today's deposit limit; you can add {} more today.",
+    )
     check_balance_cap(wallet, amount, is_own_wallet=True)
 
 
 def check_outgoing(wallet: Wallet, amount: int, today: date) -> None:
     _, outgoing = daily_totals(wallet, today)
-    remaining = settings.QUICKPE_DAILY_OUTGOING_LIMIT - outgoing
-    if amount > remaining:
-        raise _exceeded(
-            "daily_outgoing",
-            f"This would pass today's sending limit; you can send {format_paise(max(remaining, 0))}"
-            " more today.",
-            settings.QUICKPE_DAILY_OUTGOING_LIMIT,
-            remaining,
-        )
+    _check_daily(
+        "daily_outgoing",
+        amount,
+        outgoing,
+        settings.QUICKPE_DAILY_OUTGOING_LIMIT,
+        "This would pass today's sending limit; you can send {} more today.",
+    )
 
 
 def check_balance_cap(wallet: Wallet, amount: int, *, is_own_wallet: bool) -> None:

@@ -1,7 +1,7 @@
 """Wallet API: balance, deposits, withdrawals, transfers and the caller's ledger."""
 
 from django_filters.rest_framework import DjangoFilterBackend
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
 from rest_framework import generics, status
 from rest_framework.filters import OrderingFilter
 from rest_framework.response import Response
@@ -83,40 +83,41 @@ class MoneyMovementView(APIView):
         raise NotImplementedError
 
 
+def money_schema(request_serializer, result_serializer, tag: str, extra: str = ""):
+    """The OpenAPI description every money-moving POST shares."""
+    return extend_schema_view(
+        post=extend_schema(
+            request=request_serializer,
+            responses={201: result_serializer},
+            parameters=[IDEMPOTENCY_KEY],
+            tags=[tag],
+            description=MONEY_ERRORS + extra,
+        )
+    )
+
+
+@money_schema(MovementRequestSerializer, MovementResultSerializer, "wallet")
 class DepositView(MoneyMovementView):
     throttle_scope = "deposit"
-
-    @extend_schema(
-        request=MovementRequestSerializer,
-        responses={201: MovementResultSerializer},
-        parameters=[IDEMPOTENCY_KEY],
-        tags=["wallet"],
-        description=MONEY_ERRORS,
-    )
-    def post(self, request):
-        return super().post(request)
 
     def perform(self, request, data):
         return money.deposit_create(user=request.user, request=request, **data)
 
 
+@money_schema(MovementRequestSerializer, MovementResultSerializer, "wallet")
 class WithdrawalView(MoneyMovementView):
     throttle_scope = "withdrawal"
-
-    @extend_schema(
-        request=MovementRequestSerializer,
-        responses={201: MovementResultSerializer},
-        parameters=[IDEMPOTENCY_KEY],
-        tags=["wallet"],
-        description=MONEY_ERRORS,
-    )
-    def post(self, request):
-        return super().post(request)
 
     def perform(self, request, data):
         return money.withdrawal_create(user=request.user, request=request, **data)
 
 
+@money_schema(
+    TransferRequestSerializer,
+    TransferResultSerializer,
+    "transfers",
+    " 404 `recipient_not_found`, 400 `self_transfer`.",
+)
 class TransferCreateView(MoneyMovementView):
     throttle_scope = "transfer"
     request_serializer = TransferRequestSerializer
@@ -124,16 +125,6 @@ class TransferCreateView(MoneyMovementView):
         **MoneyMovementView.problem_responses,
         "404": "`recipient_not_found`",
     }
-
-    @extend_schema(
-        request=TransferRequestSerializer,
-        responses={201: TransferResultSerializer},
-        parameters=[IDEMPOTENCY_KEY],
-        tags=["transfers"],
-        description=MONEY_ERRORS + " 404 `recipient_not_found`, 400 `self_transfer`.",
-    )
-    def post(self, request):
-        return super().post(request)
 
     def perform(self, request, data):
         recipient = money.recipient_resolve(identifier=data.pop("recipient"))

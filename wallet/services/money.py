@@ -10,7 +10,9 @@ They also pass ``savepoint=False``: the caller already holds a savepoint around 
 so a refusal here rolls back to it, and a second savepoint would only cost two round trips.
 """
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import date
 
 from django.db import connection, transaction
 from django.utils import timezone
@@ -112,33 +114,35 @@ def _ensure_active(*wallets: Wallet) -> None:
         raise WalletFrozen()
 
 
-def deposit_create(*, user: User, amount: int, description: str = "", request=None) -> Movement:
-    """Add money to the user's wallet. Keeps: per-transaction and daily deposit limits, the
-    balance cap, no movement on a frozen wallet. Locks: the user's wallet."""
+def _own_wallet_movement(
+    *,
+    user: User,
+    kind: str,
+    amount: int,
+    description: str,
+    rules: Callable[[Wallet, date], None],
+    request,
+) -> Movement:
+    """Money in or out of one user's own wallet: lock it, refuse if frozen, apply ``rules``
+    (the movement's limits and counters) to the locked row, write the line, audit."""
     limits.check_amount(amount)
     with transaction.atomic(savepoint=False):
         wallet = wallets_lock(user_ids=[user.pk])[user.pk]
         _ensure_active(wallet)
         now = timezone.now()
-        today = limits.business_day(now)
-        limits.check_deposit(wallet, amount, today)
-        limits.record(wallet, today, deposited=amount)
-        [entry] = _write(
-            [wallet],
-            [
-                _line(
-                    wallet,
-                    kind=LedgerEntry.Kind.DEPOSIT,
-                    amount=amount,
-                    now=now,
-                    category=Category.OTHER,
-                    description=description or "Added money",
-                )
-            ],
+        rules(wallet, limits.business_day(now))
+        line = _line(
+            wallet,
+            kind=kind,
+            amount=amount,
+            now=now,
+            category=Category.OTHER,
+            description=description,
         )
+        [entry] = _write([wallet], [line])
         audit_append(
             actor=user,
-            action="wallet.deposit",
+            action=f"wallet.{kind}",
             entity_type="ledger_entry",
             entity_id=entry.pk,
             data={
@@ -149,47 +153,44 @@ def deposit_create(*, user: User, amount: int, description: str = "", request=No
             request=request,
         )
     return Movement(entry=entry, wallet=wallet)
+
+
+def deposit_create(*, user: User, amount: int, description: str = "", request=None) -> Movement:
+    """Add money to the user's wallet. Keeps: per-transaction and daily deposit limits, the
+    balance cap, no movement on a frozen wallet. Locks: the user's wallet."""
+
+    def rules(wallet: Wallet, today: date) -> None:
+        limits.check_deposit(wallet, amount, today)
+        limits.record(wallet, today, deposited=amount)
+
+    return _own_wallet_movement(
+        user=user,
+        kind=LedgerEntry.Kind.DEPOSIT,
+        amount=amount,
+        description=description or "Added money",
+        rules=rules,
+        request=request,
+    )
 
 
 def withdrawal_create(*, user: User, amount: int, description: str = "", request=None) -> Movement:
     """Take money out of the user's wallet. Keeps: balance >= 0, per-transaction and daily
     outgoing limits, no movement on a frozen wallet. Locks: the user's wallet."""
-    limits.check_amount(amount)
-    with transaction.atomic(savepoint=False):
-        wallet = wallets_lock(user_ids=[user.pk])[user.pk]
-        _ensure_active(wallet)
-        now = timezone.now()
-        today = limits.business_day(now)
+
+    def rules(wallet: Wallet, today: date) -> None:
         limits.check_outgoing(wallet, amount, today)
         if wallet.balance < amount:
             raise InsufficientFunds()
         limits.record(wallet, today, outgoing=amount)
-        [entry] = _write(
-            [wallet],
-            [
-                _line(
-                    wallet,
-                    kind=LedgerEntry.Kind.WITHDRAWAL,
-                    amount=amount,
-                    now=now,
-                    category=Category.OTHER,
-                    description=description or "Withdrawal to bank",
-                )
-            ],
-        )
-        audit_append(
-            actor=user,
-            action="wallet.withdrawal",
-            entity_type="ledger_entry",
-            entity_id=entry.pk,
-            data={
-                "reference": entry.reference,
-                "amount": format_paise(amount),
-                "balance_after": format_paise(entry.balance_after),
-            },
-            request=request,
-        )
-    return Movement(entry=entry, wallet=wallet)
+
+    return _own_wallet_movement(
+        user=user,
+        kind=LedgerEntry.Kind.WITHDRAWAL,
+        amount=amount,
+        description=description or "Withdrawal to bank",
+        rules=rules,
+        request=request,
+    )
 
 
 def recipient_resolve(*, identifier: str) -> User:
