@@ -10,6 +10,7 @@ from django.utils import timezone
 from audit.chain import MAX_CHAINS, VERIFY_COLUMNS, VerifyResult, entry_hash, verify_entries
 from audit.masking import mask_data
 from audit.models import AuditChainHead, AuditEntry
+from quickpe.formats import timestamp
 from quickpe.request_meta import client_ip, user_agent
 
 _APPEND = """
@@ -94,6 +95,21 @@ def audit_append(
     entry = AuditEntry(**fields, hash=digest)
     entry._state.adding = False
     return entry
+
+
+def entry_data(entry: AuditEntry) -> dict:
+    """The public shape of an audit entry (REST ``/audit`` and the ``audit:new`` event)."""
+    return {
+        "seq": entry.seq,
+        "action": entry.action,
+        "entity_type": entry.entity_type,
+        "entity_id": entry.entity_id,
+        "data": entry.data,
+        "ip": entry.ip,
+        "user_agent": entry.user_agent,
+        "created_at": timestamp(entry.created_at),
+        "hash": entry.hash,
+    }
 
 
 def audit_verify(*, chunk_size: int = 5000) -> VerifyResult:

@@ -56,6 +56,7 @@ if env_bool("BEHIND_PROXY", False):
 SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = env_bool("SECURE_COOKIES", not IS_EMBEDDED)
 
 INSTALLED_APPS = [
+    "daphne",
     "django.contrib.admin",
     "django.contrib.auth",
     "django.contrib.contenttypes",
@@ -63,6 +64,7 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "whitenoise.runserver_nostatic",
     "django.contrib.staticfiles",
+    "channels",
     "rest_framework",
     "rest_framework_simplejwt.token_blacklist",
     "django_filters",
@@ -121,6 +123,20 @@ CACHES = {
         "BACKEND": "django.core.cache.backends.redis.RedisCache",
         "LOCATION": REDIS_URL,
         "KEY_PREFIX": env_str("QUICKPE_REDIS_PREFIX", "quickpe"),
+    }
+}
+
+# Per-user groups ("user.<pk>") shared by every daphne process. Messages are only doorbells:
+# events live in PostgreSQL, so what the layer drops (capacity, expiry, a restart) is replayed.
+CHANNEL_LAYERS = {
+    "default": {
+        "BACKEND": "channels_redis.core.RedisChannelLayer",
+        "CONFIG": {
+            "hosts": [REDIS_URL],
+            "prefix": f"{env_str('QUICKPE_REDIS_PREFIX', 'quickpe')}:channels",
+            "capacity": 1000,
+            "expiry": 30,
+        },
     }
 }
 

@@ -1,10 +1,8 @@
-from datetime import UTC
-
 from rest_framework import serializers
 
 from audit.masking import mask_email
 from quickpe.money import format_paise
-from wallet import limits
+from wallet import limits, representations
 from wallet.api.fields import AmountField
 from wallet.models import Category, LedgerEntry, Transfer, User, Wallet
 
@@ -74,25 +72,15 @@ class UserSearchResultSerializer(serializers.ModelSerializer):
 
 
 # Money responses are built on every money request. Their declared fields are the OpenAPI
-# schema; ``to_representation`` is written out by hand because DRF deep-copies the declared
-# fields of every serializer instance it renders (~0.5 ms a request here). tests/test_api_shapes
-# checks each hand-written shape against DRF's generic rendering, so the two cannot drift.
-def party(user) -> dict | None:
-    if user is None:
-        return None
-    return {"quickpe_id": user.quickpe_id, "name": user.get_full_name()}
-
-
-def timestamp(moment) -> str:
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
+# schema; ``to_representation`` uses the hand-written shapes in ``wallet.representations``
+# because DRF deep-copies the declared fields of every serializer instance it renders (~0.5 ms
+# a request here). tests/test_api_shapes checks both give the same output.
 class PartySerializer(serializers.Serializer):
     quickpe_id = serializers.CharField()
     name = serializers.CharField(source="get_full_name")
 
     def to_representation(self, instance):
-        return party(instance)
+        return representations.party(instance)
 
 
 class WalletSerializer(serializers.ModelSerializer):
@@ -141,19 +129,7 @@ class TransactionSerializer(serializers.Serializer):
     created_at = serializers.DateTimeField()
 
     def to_representation(self, entry):
-        return {
-            "id": entry.pk,
-            "reference": entry.reference,
-            "kind": entry.kind,
-            "direction": entry.direction,
-            "amount": format_paise(entry.amount),
-            "balance_after": format_paise(entry.balance_after),
-            "category": entry.category,
-            "description": entry.description,
-            "counterparty": party(entry.counterparty),
-            "transfer_id": entry.transfer_id,
-            "created_at": timestamp(entry.created_at),
-        }
+        return representations.transaction_data(entry)
 
     def generic_representation(self, entry):
         """DRF's own rendering from the declared fields; tests compare it with the above."""
@@ -172,17 +148,7 @@ class TransferSerializer(serializers.Serializer):
     created_at = serializers.DateTimeField()
 
     def to_representation(self, transfer):
-        return {
-            "id": transfer.pk,
-            "reference": transfer.reference,
-            "sender": party(transfer.sender),
-            "recipient": party(transfer.recipient),
-            "amount": format_paise(transfer.amount),
-            "note": transfer.note,
-            "category": transfer.category,
-            "status": transfer.status,
-            "created_at": timestamp(transfer.created_at),
-        }
+        return representations.transfer_data(transfer)
 
     def generic_representation(self, transfer):
         return super().to_representation(transfer)

@@ -18,12 +18,15 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from audit.services import audit_append
+from notifications.models import Notification
+from notifications.services import events_emit, notifications_create
 from quickpe.db import fetch_models, insert_models
 from quickpe.errors import InsufficientFunds, RecipientNotFound, SelfTransfer, WalletFrozen
-from quickpe.money import format_paise
+from quickpe.money import format_inr, format_paise
 from wallet import limits
 from wallet.models import Category, LedgerEntry, Transfer, User, Wallet
 from wallet.references import new_reference
+from wallet.representations import transaction_data
 
 # Hand-written SQL for the statements every movement runs (see quickpe.db.fetch_models).
 _LOCK_WALLETS = "SELECT * FROM wallet_wallet WHERE user_id = ANY(%s) ORDER BY id FOR UPDATE"
@@ -109,6 +112,24 @@ def _write(wallets: list[Wallet], lines: list[LedgerEntry]) -> list[LedgerEntry]
     return insert_models(lines)
 
 
+def _movement_events(notices, *lines: tuple[int, LedgerEntry]) -> dict[int, list]:
+    """Each party's events for a movement, in the order clients apply them: the new balance,
+    the new ledger line, then the notification."""
+    events = {
+        user_id: [
+            (
+                "balance:update",
+                {"balance": format_paise(entry.balance_after), "transaction_id": entry.pk},
+            ),
+            ("transaction:new", {"transaction": transaction_data(entry)}),
+        ]
+        for user_id, entry in lines
+    }
+    for user_id, event in notices:
+        events[user_id].append(event)
+    return events
+
+
 def _ensure_active(*wallets: Wallet) -> None:
     if any(wallet.is_frozen for wallet in wallets):
         raise WalletFrozen()
@@ -140,7 +161,7 @@ def _own_wallet_movement(
             description=description,
         )
         [entry] = _write([wallet], [line])
-        audit_append(
+        audit_entry = audit_append(
             actor=user,
             action=f"wallet.{kind}",
             entity_type="ledger_entry",
@@ -152,6 +173,19 @@ def _own_wallet_movement(
             },
             request=request,
         )
+        verb = "Added" if kind == LedgerEntry.Kind.DEPOSIT else "Withdrew"
+        notices = notifications_create(
+            [
+                Notification(
+                    user=user,
+                    kind=kind,
+                    title=f"{verb} {format_inr(amount)}",
+                    body=f"Balance {format_inr(wallet.balance)}",
+                    data={"transaction_id": entry.pk, "reference": entry.reference},
+                )
+            ]
+        )
+        events_emit(_movement_events(notices, (user.pk, entry)), audit=[audit_entry])
     return Movement(entry=entry, wallet=wallet)
 
 
@@ -246,7 +280,7 @@ def transfer_create(
         )
         limits.record(source, today, outgoing=amount)
         description = note or f"To {recipient.get_full_name()}"
-        debit, _credit = _write(
+        debit, credit = _write(
             [source, target],
             [
                 _line(
@@ -271,7 +305,7 @@ def transfer_create(
                 ),
             ],
         )
-        audit_append(
+        audit_entry = audit_append(
             actor=sender,
             action="transfer.create",
             entity_type="transfer",
@@ -283,6 +317,28 @@ def transfer_create(
                 "category": category,
             },
             request=request,
+        )
+        notices = notifications_create(
+            [
+                Notification(
+                    user=sender,
+                    kind=Notification.Kind.TRANSFER_SENT,
+                    title=f"You sent {format_inr(amount)} to {recipient.get_full_name()}",
+                    body=note,
+                    data={"transfer_id": transfer.pk, "reference": transfer.reference},
+                ),
+                Notification(
+                    user=recipient,
+                    kind=Notification.Kind.TRANSFER_RECEIVED,
+                    title=f"{sender.get_full_name()} sent you {format_inr(amount)}",
+                    body=note,
+                    data={"transfer_id": transfer.pk, "reference": transfer.reference},
+                ),
+            ]
+        )
+        events_emit(
+            _movement_events(notices, (sender.pk, debit), (recipient.pk, credit)),
+            audit=[audit_entry],
         )
     return Movement(entry=debit, wallet=source, transfer=transfer)
 
@@ -296,7 +352,7 @@ def wallet_set_status(*, wallet: Wallet, status: str, actor: User, reason: str =
         locked.status = status
         locked.updated_at = timezone.now()
         locked.save(update_fields=["status", "updated_at"])
-        audit_append(
+        audit_entry = audit_append(
             actor=actor,
             action="wallet.freeze" if status == Wallet.Status.FROZEN else "wallet.unfreeze",
             entity_type="wallet",
@@ -304,4 +360,5 @@ def wallet_set_status(*, wallet: Wallet, status: str, actor: User, reason: str =
             data={"quickpe_id": wallet.user.quickpe_id, "reason": reason},
             request=request,
         )
+        events_emit({}, audit=[audit_entry])
     return locked

@@ -9,9 +9,17 @@ from rest_framework_simplejwt.token_blacklist.models import BlacklistedToken, Ou
 from rest_framework_simplejwt.tokens import RefreshToken
 
 from audit.services import audit_append
+from notifications.services import events_emit, security_notification
 from quickpe.errors import InvalidCredentials, QuickPeError
 from wallet.models import User, Wallet
 from wallet.references import new_quickpe_id
+
+
+def _audit(*, events: dict | None = None, **entry):
+    """Audit a change that has no events of its own beyond ``audit:new`` (plus ``events``)."""
+    audited = audit_append(**entry)
+    events_emit(events or {}, audit=[audited])
+    return audited
 
 
 class EmailTaken(QuickPeError):
@@ -90,7 +98,7 @@ def user_create(
         else:
             raise RuntimeError("could not allocate a unique QuickPe ID")
         Wallet.objects.create(user=user)
-        audit_append(
+        _audit(
             actor=user,
             action="user.signup",
             entity_type="user",
@@ -121,7 +129,7 @@ def user_signin(*, email: str, password: str, request=None) -> tuple[User, dict[
     user = authenticate(request, username=email, password=password)
     with transaction.atomic():
         if user is None:
-            audit_append(
+            _audit(
                 actor=None,
                 action="user.signin_failed",
                 entity_type="user",
@@ -129,7 +137,7 @@ def user_signin(*, email: str, password: str, request=None) -> tuple[User, dict[
                 request=request,
             )
         else:
-            audit_append(
+            _audit(
                 actor=user,
                 action="user.signin",
                 entity_type="user",
@@ -147,7 +155,7 @@ def user_signout(*, refresh: RefreshToken, request=None) -> None:
     user = User.objects.filter(pk=refresh.payload.get("user_id")).first()
     with transaction.atomic():
         refresh.blacklist()
-        audit_append(
+        _audit(
             actor=user,
             action="user.signout",
             entity_type="user",
@@ -182,7 +190,13 @@ def user_password_change(*, user: User, old_password: str, new_password: str, re
         user.set_password(new_password)
         user.save(update_fields=["password"])
         revoked = tokens_revoke_all(user=user)
-        audit_append(
+        user_id, notice = security_notification(
+            user=user,
+            title="Your password was changed",
+            body="Every other device was signed out. If this was not you, contact support.",
+        )
+        _audit(
+            events={user_id: [notice]},
             actor=user,
             action="user.password_change",
             entity_type="user",
@@ -201,7 +215,7 @@ def user_update_profile(*, user: User, request=None, **changes: str) -> User:
         for field, value in allowed.items():
             setattr(user, field, value)
         user.save(update_fields=list(allowed))
-        audit_append(
+        _audit(
             actor=user,
             action="user.profile_update",
             entity_type="user",
@@ -218,7 +232,7 @@ def user_admin_update(*, actor: User, user: User, changed: list[str], request=No
     with transaction.atomic():
         if "password" in changed:
             tokens_revoke_all(user=user)
-        audit_append(
+        _audit(
             actor=actor,
             action="admin.user_change",
             entity_type="user",

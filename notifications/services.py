@@ -1,0 +1,142 @@
+"""Writing the per-user event stream (the outbox) and notifications.
+
+Lock order, shared with every other service: wallets, then the audit chain head, then event
+streams. So a service calls ``audit_append`` before ``events_emit``, and emits the events of
+all its users in one call (streams are locked in user-id order, in one statement).
+"""
+
+from collections.abc import Iterable
+
+from django.db import connection
+from django.utils import timezone
+
+from audit.services import entry_data
+from notifications.models import Event, Notification
+from quickpe.db import insert_models
+from quickpe.formats import timestamp
+from quickpe.realtime import ring_after_commit
+
+# One statement takes every stream's lock (in user-id order) and reserves its seq numbers.
+_RESERVE = """
+    INSERT INTO notifications_eventstream (user_id, last_seq)
+    SELECT * FROM unnest(%s::bigint[], %s::bigint[]) ORDER BY 1
+    ON CONFLICT (user_id)
+    DO UPDATE SET last_seq = notifications_eventstream.last_seq + EXCLUDED.last_seq
+    RETURNING user_id, last_seq
+"""
+
+
+def events_emit(
+    events: dict[int, list[tuple[str, dict]]], *, audit: Iterable = ()
+) -> dict[int, int]:
+    """Append events to users' streams in the caller's transaction; return each user's last seq.
+
+    ``events`` maps a user id to ``[(type, data), ...]`` in the order clients must see them;
+    each entry of ``audit`` adds an ``audit:new`` event for its actor, last. Call once per
+    transaction: it locks every stream row it writes (until commit) in one statement, which is
+    what keeps seq in commit order without deadlocks.
+    """
+    assert connection.in_atomic_block, "events must commit with the change they announce"
+    events = {user_id: list(items) for user_id, items in events.items()}
+    for entry in audit:
+        if entry.actor_id is not None:
+            events.setdefault(entry.actor_id, []).append(
+                ("audit:new", {"entry": entry_data(entry)})
+            )
+    user_ids = sorted(user_id for user_id, items in events.items() if items)
+    if not user_ids:
+        return {}
+    with connection.cursor() as cursor:
+        cursor.execute(_RESERVE, [user_ids, [len(events[user_id]) for user_id in user_ids]])
+        last = dict(cursor.fetchall())
+    now = timezone.now()
+    rows = []
+    for user_id in user_ids:
+        first = last[user_id] - len(events[user_id]) + 1
+        rows += [
+            Event(user_id=user_id, seq=first + offset, type=kind, data=data, created_at=now)
+            for offset, (kind, data) in enumerate(events[user_id])
+        ]
+    insert_models(rows)
+    ring_after_commit(last)
+    return last
+
+
+def event_frame(event: Event) -> dict:
+    """The contract's WebSocket frame for an event."""
+    return {
+        "id": event.seq,
+        "type": event.type,
+        "ts": timestamp(event.created_at),
+        "data": event.data,
+    }
+
+
+def notification_data(notification: Notification) -> dict:
+    return {
+        "id": notification.pk,
+        "kind": notification.kind,
+        "title": notification.title,
+        "body": notification.body,
+        "data": notification.data,
+        "read_at": timestamp(notification.read_at) if notification.read_at else None,
+        "created_at": timestamp(notification.created_at),
+    }
+
+
+def unread_counts(user_ids: Iterable[int]) -> dict[int, int]:
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT user_id, count(*) FROM notifications_notification"
+            " WHERE user_id = ANY(%s) AND read_at IS NULL GROUP BY user_id",
+            [list(user_ids)],
+        )
+        counts = dict(cursor.fetchall())
+    return {user_id: counts.get(user_id, 0) for user_id in user_ids}
+
+
+def notifications_create(notifications: list[Notification]) -> list[tuple[int, tuple[str, dict]]]:
+    """Insert notifications (caller's transaction); return the ``notification:new`` event of
+    each, keyed by user, for the caller to pass to ``events_emit`` with its other events."""
+    insert_models(notifications)
+    counts = unread_counts({notification.user_id for notification in notifications})
+    return [
+        (
+            notification.user_id,
+            (
+                "notification:new",
+                {
+                    "notification": notification_data(notification),
+                    "unread_count": counts[notification.user_id],
+                },
+            ),
+        )
+        for notification in notifications
+    ]
+
+
+def notification_mark_read(*, notification: Notification) -> Notification:
+    if notification.read_at is None:
+        notification.read_at = timezone.now()
+        notification.save(update_fields=["read_at"])
+    return notification
+
+
+def notifications_mark_all_read(*, user) -> int:
+    return Notification.objects.filter(user=user, read_at__isnull=True).update(
+        read_at=timezone.now()
+    )
+
+
+def notification_delete(*, notification: Notification) -> None:
+    notification.delete()
+
+
+def security_notification(*, user, title: str, body: str, data: dict | None = None):
+    """A security notice (new device, password change) for the caller to emit: returns the
+    ``notification:new`` event, keyed by user."""
+    notification = Notification(
+        user=user, kind=Notification.Kind.SECURITY, title=title, body=body, data=data or {}
+    )
+    [(user_id, event)] = notifications_create([notification])
+    return user_id, event
