@@ -28,6 +28,20 @@ def _isolated_settings(settings):
     settings.QUICKPE_SIGNUP_IP_RATE = None
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _close_consumer_connections(django_db_setup, django_db_blocker):
+    """WebSocket consumers query from worker threads that keep their own connections; end them
+    before the test database is dropped (this fixture is torn down before django_db_setup)."""
+    yield
+    from django.db import connection
+
+    with django_db_blocker.unblock(), connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+            " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        )
+
+
 @pytest.fixture(autouse=True)
 def _audit_chain_heads(request):
     """Tests with transaction=True end by flushing every table, which also removes the chain

@@ -1,0 +1,158 @@
+"""``/ws/events/``: each user's durable event stream over a WebSocket.
+
+The database is the truth: on every doorbell (and on resume) the consumer sends the rows after
+the last one it sent, under a lock, so delivery is in order, complete and without duplicates
+whatever the channel layer drops or repeats.
+"""
+
+import asyncio
+import json
+import time
+from urllib.parse import parse_qs, urlparse
+
+from channels.db import database_sync_to_async
+from channels.generic.websocket import AsyncJsonWebsocketConsumer
+from django.conf import settings
+from django.http.request import split_domain_port, validate_host
+from django.utils import timezone
+from rest_framework_simplejwt.exceptions import TokenError
+from rest_framework_simplejwt.tokens import AccessToken
+
+from notifications import selectors
+from notifications.services import event_frame
+from quickpe.formats import timestamp
+from quickpe.realtime import group_for
+from wallet.models import User
+
+CLOSE_UNAUTHORIZED = 4401
+CLOSE_TOO_BIG = 1009
+MAX_CLIENT_FRAME = 4096
+BATCH = 500
+
+
+def _query(scope) -> dict[str, str]:
+    parsed = parse_qs(scope.get("query_string", b"").decode("latin-1"))
+    return {key: values[-1] for key, values in parsed.items()}
+
+
+def _origin_allowed(scope) -> bool:
+    """Cookie authentication only from our own pages (no cross-site WebSocket hijacking)."""
+    origin = dict(scope.get("headers", [])).get(b"origin", b"").decode("latin-1")
+    host, _port = split_domain_port(urlparse(origin).netloc)
+    return bool(host) and validate_host(host, settings.ALLOWED_HOSTS)
+
+
+@database_sync_to_async
+def _user_from_token(raw: str) -> tuple[User | None, float | None]:
+    try:
+        token = AccessToken(raw)
+        user = User.objects.filter(pk=int(token["user_id"]), is_active=True).first()
+    except (TokenError, KeyError, TypeError, ValueError):
+        return None, None
+    return user, float(token["exp"])
+
+
+class EventStreamConsumer(AsyncJsonWebsocketConsumer):
+    async def connect(self):
+        self.user = None
+        self.sent = 0
+        self.send_lock = asyncio.Lock()
+        self.expiry_task = None
+        await self.accept()
+        query = _query(self.scope)
+        user, expires = await self._authenticate(query.get("token"))
+        if user is None:
+            await self.close(code=CLOSE_UNAUTHORIZED)
+            return
+        self.user = user
+        # Join before reading the position: an event committed after the read rings us.
+        await self.channel_layer.group_add(group_for(user.pk), self.channel_name)
+        async with self.send_lock:
+            self.sent = await database_sync_to_async(selectors.stream_position)(user_id=user.pk)
+            await self.send_json(
+                {"type": "hello", "user": user.quickpe_id, "last_event_id": self.sent}
+            )
+        if expires is not None:
+            self.expiry_task = asyncio.ensure_future(self._close_at(expires))
+        if "last_event_id" in query:
+            await self._resume(query["last_event_id"])
+
+    async def _authenticate(self, token: str | None):
+        if token:
+            return await _user_from_token(token)
+        session_user = self.scope.get("user")
+        if (
+            session_user is not None
+            and session_user.is_authenticated
+            and _origin_allowed(self.scope)
+        ):
+            return session_user, None
+        return None, None
+
+    async def _close_at(self, expires: float) -> None:
+        await asyncio.sleep(max(expires - time.time(), 0))
+        await self.close(code=CLOSE_UNAUTHORIZED)
+
+    async def disconnect(self, code):
+        if self.expiry_task is not None:
+            self.expiry_task.cancel()
+        if self.user is not None:
+            await self.channel_layer.group_discard(group_for(self.user.pk), self.channel_name)
+
+    async def receive(self, text_data=None, bytes_data=None, **kwargs):
+        if self.user is None:
+            return
+        if bytes_data is not None or text_data is None or len(text_data) > MAX_CLIENT_FRAME:
+            await self.close(code=CLOSE_TOO_BIG if text_data or bytes_data else 1003)
+            return
+        try:
+            message = json.loads(text_data)
+        except ValueError:
+            message = None
+        if not isinstance(message, dict):
+            await self._error("invalid_message", "Send a JSON object with a type.")
+        elif message.get("type") == "ping":
+            await self.send_json({"type": "pong", "ts": timestamp(timezone.now())})
+        elif message.get("type") == "resume":
+            await self._resume(message.get("last_event_id"))
+        else:
+            await self._error("unknown_type", "Known types: ping, resume.")
+
+    async def _error(self, code: str, detail: str) -> None:
+        await self.send_json({"type": "error", "code": code, "detail": detail})
+
+    async def _resume(self, raw) -> None:
+        try:
+            seq = int(raw)
+        except (TypeError, ValueError):
+            await self._error("invalid_last_event_id", "last_event_id must be an integer.")
+            return
+        async with self.send_lock:
+            resumable = await database_sync_to_async(selectors.can_resume_after)(
+                user_id=self.user.pk, seq=seq
+            )
+            if not resumable:
+                await self.send_json({"type": "resync_required"})
+                return
+            self.sent = seq
+            await self._send_pending()
+            await self.send_json({"type": "resumed", "last_event_id": self.sent})
+
+    async def events_ready(self, message):
+        """The doorbell (a channel-layer group message): send what was committed since."""
+        if self.user is None or message.get("seq", 0) <= self.sent:
+            return
+        async with self.send_lock:
+            await self._send_pending()
+
+    async def _send_pending(self) -> None:
+        """Caller holds send_lock."""
+        while True:
+            events = await database_sync_to_async(selectors.events_after)(
+                user_id=self.user.pk, seq=self.sent, limit=BATCH
+            )
+            for event in events:
+                await self.send_json(event_frame(event))
+                self.sent = event.seq
+            if len(events) < BATCH:
+                return
