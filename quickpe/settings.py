@@ -184,7 +184,7 @@ REST_FRAMEWORK = {
     "DEFAULT_SCHEMA_CLASS": "quickpe.schema.ProblemAutoSchema",
     "EXCEPTION_HANDLER": "quickpe.errors.problem_exception_handler",
     "UNAUTHENTICATED_USER": None,
-    "DATETIME_FORMAT": "%Y-%m-%dT%H:%M:%S.%fZ",
+    "DATETIME_FORMAT": "%Y-%m-%dT%H:%M:%S.%fZ",  # UTC (USE_TZ, TIME_ZONE="UTC")
 }
 
 SIMPLE_JWT = {

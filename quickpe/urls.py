@@ -7,6 +7,7 @@ from quickpe import health
 api_v1 = [
     path("", include("wallet.api.urls")),
     path("", include("audit.urls")),
+    path("", include("notifications.urls")),
 ]
 
 urlpatterns = [
