@@ -19,8 +19,9 @@ $(STAMP): requirements.txt requirements-dev.txt
 run: install
 	$(WITH_SERVICES) $(PY) -m quickpe.devstack
 
+# Tests use their own Redis namespace, apart from a `make run` on the same machine.
 test: install lint
-	$(WITH_SERVICES) $(PY) -m pytest -n 2 -m "not slow" $(PYTEST_ARGS)
+	QUICKPE_REDIS_PREFIX=quickpe-test $(WITH_SERVICES) $(PY) -m pytest -n 2 -m "not slow" $(PYTEST_ARGS)
 
 lint: install
 	$(VENV)/bin/ruff check .

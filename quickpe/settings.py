@@ -140,6 +140,25 @@ CHANNEL_LAYERS = {
     }
 }
 
+# Celery: Redis broker (kombu spells a Unix socket redis+socket://), no result backend (tasks
+# record their outcome in PostgreSQL), late acks so a job killed mid-way is delivered again.
+CELERY_BROKER_URL = env_str("CELERY_BROKER_URL") or REDIS_URL.replace(
+    "unix://", "redis+socket://", 1
+)
+CELERY_TASK_ACKS_LATE = True
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+CELERY_BROKER_TRANSPORT_OPTIONS = {
+    "global_keyprefix": f"{env_str('QUICKPE_REDIS_PREFIX', 'quickpe')}:celery:",
+}
+CELERY_TASK_DEFAULT_QUEUE = f"{env_str('QUICKPE_REDIS_PREFIX', 'quickpe')}"
+CELERY_BEAT_SCHEDULE = {
+    "prune-events": {"task": "notifications.events_prune", "schedule": 3600},
+    "purge-idempotency-keys": {"task": "wallet.idempotency_keys_purge", "schedule": 3600},
+}
+CELERY_BEAT_SCHEDULE_FILENAME = str(embedded.DATA_DIR / "celerybeat-schedule")
+
 AUTH_USER_MODEL = "wallet.User"
 PASSWORD_HASHERS = [
     "django.contrib.auth.hashers.Argon2PasswordHasher",
@@ -229,6 +248,8 @@ QUICKPE_SIGNIN_IP_RATE = env_rate("QUICKPE_SIGNIN_IP_RATE", "30/m")
 QUICKPE_SIGNUP_IP_RATE = env_rate("QUICKPE_SIGNUP_IP_RATE", "20/h")
 
 QUICKPE_IDEMPOTENCY_TTL_HOURS = env_int("QUICKPE_IDEMPOTENCY_TTL_HOURS", 24, minimum=1)
+# How long WebSocket events stay replayable (the contract promises at least 24 hours).
+QUICKPE_EVENT_RETENTION_HOURS = env_int("QUICKPE_EVENT_RETENTION_HOURS", 48, minimum=24)
 # Independent hash chains in the audit log; see README "Audit chain".
 QUICKPE_AUDIT_CHAINS = env_int("QUICKPE_AUDIT_CHAINS", 16, minimum=1)
 if QUICKPE_AUDIT_CHAINS > 1024:  # the migration creates heads for chains 0..1023

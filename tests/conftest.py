@@ -63,6 +63,18 @@ def _audit_chain_heads(request):
         )
 
 
+@pytest.fixture
+def celery_worker():
+    """A real Celery worker (a thread of this process) on the real Redis broker. `make test`
+    runs in its own Redis namespace, so a developer's `make run` worker never answers it."""
+    from celery.contrib.testing.worker import start_worker
+
+    from quickpe.celery import app
+
+    with start_worker(app, pool="solo", perform_ping_check=False, shutdown_timeout=10):
+        yield app
+
+
 def make_user(first_name: str = "Test", last_name: str = "User", **fields) -> User:
     email = fields.pop("email", None) or f"user{next(_emails)}-{uuid.uuid4().hex[:6]}@example.com"
     return user_create(
