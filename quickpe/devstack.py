@@ -13,6 +13,7 @@ import time
 
 HOST = os.environ.get("QUICKPE_HOST", "127.0.0.1")
 PORT = os.environ.get("QUICKPE_PORT", "8000")
+WS_PORT = os.environ.get("QUICKPE_WS_PORT", "8001")
 PY = sys.executable
 
 
@@ -25,30 +26,30 @@ def servers() -> dict[str, list[str]]:
     # worker took every keep-alive connection while the other idled.
     workers = os.environ.get("WEB_WORKERS", str((os.cpu_count() or 1) + 1))
     threads = os.environ.get("WEB_THREADS", "1")
+    web = f"gunicorn quickpe.wsgi:application --bind {HOST}:{PORT} --workers {workers}"
+    web += f" --threads {threads} --worker-class {'sync' if threads == '1' else 'gthread'}"
+    # Access log without query strings: searches and tokens must never reach the logs.
+    access_log = [
+        "--access-logfile",
+        "-",
+        "--access-logformat",
+        '%(h)s "%(m)s %(U)s" %(s)s %(M)sms',
+    ]
+    # daphne serves the WebSockets; it logs paths without query strings.
+    ws = f"daphne -b {HOST} -p {WS_PORT} quickpe.asgi:application"
+    # Background jobs, with the periodic ones (-B) in the same process for development.
+    worker = "celery -A quickpe worker -B --loglevel INFO"
+    worker += f" --concurrency {os.environ.get('WORKER_CONCURRENCY', '2')}"
     return {
-        "web": [
-            PY,
-            "-m",
-            "gunicorn",
-            "quickpe.wsgi:application",
-            "--bind",
-            f"{HOST}:{PORT}",
-            "--workers",
-            workers,
-            "--threads",
-            threads,
-            "--worker-class",
-            "sync" if threads == "1" else "gthread",
-            "--access-logfile",
-            "-",
-            # Path without the query string: searches and tokens must never reach the logs.
-            "--access-logformat",
-            '%(h)s "%(m)s %(U)s" %(s)s %(b)sB %(M)sms',
-        ],
+        "web": [PY, "-m", *web.split(), *access_log],
+        "ws": [PY, "-m", *ws.split()],
+        "worker": [PY, "-m", *worker.split()],
     }
 
 
 def main() -> int:
+    # What /api/v1/realtime advertises follows the port daphne listens on here.
+    os.environ.setdefault("QUICKPE_WEBSOCKET_URL", f"ws://{HOST}:{WS_PORT}/ws/events/")
     manage("migrate", "--no-input", "-v", "0")
     manage("collectstatic", "--no-input", "-v", "0")
     manage("seed_demo")
@@ -60,6 +61,7 @@ def main() -> int:
         f"  API docs {base}/api/docs/\n"
         f"  Admin    {base}/admin/\n"
         f"  Health   {base}/health/ready\n"
+        f"  Events   ws://{HOST}:{WS_PORT}/ws/events/?token=<access JWT>\n"
         f"Press Ctrl-C to stop everything.\n\n"
     )
     sys.stdout.flush()
