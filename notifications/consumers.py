@@ -26,7 +26,8 @@ from wallet.models import User
 
 CLOSE_UNAUTHORIZED = 4401
 CLOSE_TOO_BIG = 1009
-MAX_CLIENT_FRAME = 4096
+CLOSE_UNSUPPORTED = 1003
+MAX_CLIENT_FRAME = 4096  # bytes of UTF-8
 BATCH = 500
 
 
@@ -102,8 +103,11 @@ class EventStreamConsumer(AsyncJsonWebsocketConsumer):
     async def receive(self, text_data=None, bytes_data=None, **kwargs):
         if self.user is None:
             return
-        if bytes_data is not None or text_data is None or len(text_data) > MAX_CLIENT_FRAME:
-            await self.close(code=CLOSE_TOO_BIG if text_data or bytes_data else 1003)
+        if text_data is None:  # binary frames are not part of the protocol
+            await self.close(code=CLOSE_UNSUPPORTED)
+            return
+        if len(text_data.encode()) > MAX_CLIENT_FRAME:
+            await self.close(code=CLOSE_TOO_BIG)
             return
         try:
             message = json.loads(text_data)

@@ -6,14 +6,17 @@ A rejected request is not counted, and it is rejected before the view runs, so i
 """
 
 import hashlib
+import logging
 import uuid
 
 from django.conf import settings
+from redis.exceptions import RedisError
 from rest_framework.throttling import BaseThrottle
 
 from quickpe.redis import get_redis
 from quickpe.request_meta import client_ip
 
+logger = logging.getLogger(__name__)
 _PERIODS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
 # KEYS[1] = window key; ARGV = limit, period_ms, member. Returns {allowed, wait_ms}.
@@ -66,7 +69,13 @@ class SharedRateThrottle(BaseThrottle):
         identity = self.identity(request, view)
         if rate is None or identity is None:
             return True
-        self._wait = hit(f"{self.scope}:{identity}", rate)
+        try:
+            self._wait = hit(f"{self.scope}:{identity}", rate)
+        except (RedisError, OSError) as error:
+            # Fail open: with Redis down, money still moves (the limits on amounts hold in
+            # PostgreSQL); only the request-rate limit lapses until Redis is back.
+            logger.warning("rate limit %s not checked: %s", self.scope, type(error).__name__)
+            return True
         return self._wait is None
 
     def wait(self) -> float | None:

@@ -8,6 +8,7 @@ from rest_framework.test import APIClient
 
 from audit.chain import GENESIS_HASH, MAX_CHAINS
 from audit.models import AuditEntry
+from notifications.models import Event, Notification
 from wallet.models import IdempotencyKey, LedgerEntry, Transfer, User, Wallet
 from wallet.services.money import deposit_create
 from wallet.services.users import tokens_issue, user_create
@@ -121,6 +122,8 @@ def snapshot() -> dict:
         "transfers": Transfer.objects.count(),
         "audit": AuditEntry.objects.count(),
         "users": User.objects.count(),
+        "events": Event.objects.count(),
+        "notifications": Notification.objects.count(),
     }
 
 

@@ -272,3 +272,20 @@ def sync(function):
     from asgiref.sync import sync_to_async
 
     return sync_to_async(function, thread_sensitive=False)
+
+
+def test_frame_limit_counts_bytes_and_binary_frames_are_refused():
+    user = make_user("Framer")
+
+    async def scenario():
+        closes = []
+        for frame in ({"text_data": "é" * 2100}, {"bytes_data": b"\x00\x01"}):
+            stream = await open_stream(user)
+            await stream.receive_json_from(timeout=WAIT)
+            await stream.send_to(**frame)
+            closes.append(await stream.receive_output(timeout=WAIT))
+        return closes
+
+    too_big, binary = async_to_sync(scenario)()
+    assert too_big == {"type": "websocket.close", "code": 1009}  # 2,100 chars, 4,200 bytes
+    assert binary == {"type": "websocket.close", "code": 1003}
