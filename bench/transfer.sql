@@ -1,6 +1,7 @@
 -- The database work of one POST /api/v1/transfers, without HTTP or Python (pgbench, -M simple).
 -- Same tables, same rows locked, in the same order, as wallet.idempotency.idempotent() around
--- wallet.services.money.transfer_create() and audit.services.audit_append().
+-- wallet.services.money.transfer_create(): wallets, transfer, ledger lines, the audit entry,
+-- the two notifications and the seven events of the outbox, and the idempotency key.
 -- Set by bench.run with -D: ubase (first bench user id; ids are contiguous), nusers,
 -- nchains (QUICKPE_AUDIT_CHAINS), run (a tag that keeps idempotency keys unique), n=0.
 
@@ -53,49 +54,84 @@ VALUES ('TRF' || upper(substr(md5(random()::text), 1, 12)), :sid, :rid, :amount,
 RETURNING id AS tid, reference AS tref
 \gset
 
--- money._post for the sender: absolute values computed by the caller, as Django saves them.
-UPDATE wallet_wallet
-SET balance = :sbal - :amount, limits_day = (now() AT TIME ZONE 'Asia/Kolkata')::date,
-    deposited_on_day = :sdep, outgoing_on_day = :sout + :amount, updated_at = now()
-WHERE id = :swid;
+-- money._write: both wallets in one UPDATE (absolute values computed by the caller)...
+UPDATE wallet_wallet AS w
+SET balance = v.balance, updated_at = v.updated_at,
+    limits_day = COALESCE(v.limits_day, w.limits_day),
+    deposited_on_day = COALESCE(v.deposited, w.deposited_on_day),
+    outgoing_on_day = COALESCE(v.outgoing, w.outgoing_on_day)
+FROM (VALUES
+    (:swid::bigint, (:sbal - :amount)::bigint, now(), (now() AT TIME ZONE 'Asia/Kolkata')::date,
+     :sdep::bigint, (:sout + :amount)::bigint),
+    -- The recipient's daily counters go back unchanged (the API writes the values it read).
+    (:rwid::bigint, (:rbal + :amount)::bigint, now(), NULL::date, NULL::bigint, NULL::bigint)
+) AS v(id, balance, updated_at, limits_day, deposited, outgoing)
+WHERE w.id = v.id;
 
+-- ...and both ledger lines in one INSERT.
 INSERT INTO wallet_ledgerentry
     (wallet_id, kind, direction, amount, balance_after, category, description,
      counterparty_id, transfer_id, reference, created_at)
 VALUES (:swid, 'transfer_out', 'debit', :amount, :sbal - :amount, 'transfer',
-        'To Bench User', :rid, :tid, 'TXN' || upper(substr(md5(random()::text), 1, 12)), now())
-RETURNING id;
-
--- money._post for the recipient (its daily counters are written back unchanged).
-UPDATE wallet_wallet
-SET balance = :rbal + :amount, limits_day = limits_day, deposited_on_day = deposited_on_day,
-    outgoing_on_day = outgoing_on_day, updated_at = now()
-WHERE id = :rwid;
-
-INSERT INTO wallet_ledgerentry
-    (wallet_id, kind, direction, amount, balance_after, category, description,
-     counterparty_id, transfer_id, reference, created_at)
-VALUES (:rwid, 'transfer_in', 'credit', :amount, :rbal + :amount, 'transfer',
+        'To Bench User', :rid, :tid, 'TXN' || upper(substr(md5(random()::text), 1, 12)), now()),
+       (:rwid, 'transfer_in', 'credit', :amount, :rbal + :amount, 'transfer',
         'From Bench User', :sid, :tid, 'TXN' || upper(substr(md5(random()::text), 1, 12)), now())
 RETURNING id;
 
--- audit_append: lock the sender's chain head and take the next seq, append, move the head.
+-- audit_append: lock the sender's chain head and take the next seq; then the entry and the
+-- head in one statement.
 SELECT last_hash, nextval(pg_get_serial_sequence('audit_auditentry', 'seq')) AS seq
 FROM audit_auditchainhead WHERE chain = :chain FOR UPDATE
 \gset
 
-INSERT INTO audit_auditentry
-    (seq, chain, actor_id, action, entity_type, entity_id, data, ip, user_agent, created_at,
-     prev_hash, hash)
-VALUES (:seq, :chain, :sid, 'transfer.create', 'transfer', ':tid',
-        jsonb_build_object('reference', ':tref', 'amount', '1.00',
-                           'recipient', 'QP' || lpad(:rid::text, 8, '0'), 'category', 'transfer'),
-        '127.0.0.1', '', now(), ':last_hash',
-        encode(sha256(convert_to(':last_hash' || ':seq:tref', 'UTF8')), 'hex'))
-RETURNING hash AS new_hash
-\gset
+WITH entry AS (
+    INSERT INTO audit_auditentry
+        (seq, chain, actor_id, action, entity_type, entity_id, data, ip, user_agent, created_at,
+         prev_hash, hash)
+    VALUES (:seq, :chain, :sid, 'transfer.create', 'transfer', ':tid',
+            jsonb_build_object('reference', ':tref', 'amount', '1.00',
+                               'recipient', 'QP' || lpad(:rid::text, 8, '0'),
+                               'category', 'transfer'),
+            '127.0.0.1', '', now(), ':last_hash',
+            encode(sha256(convert_to(':last_hash' || ':seq:tref', 'UTF8')), 'hex'))
+    RETURNING seq, chain, hash
+)
+UPDATE audit_auditchainhead AS head SET last_seq = entry.seq, last_hash = entry.hash
+FROM entry WHERE head.chain = entry.chain;
 
-UPDATE audit_auditchainhead SET last_seq = :seq, last_hash = ':new_hash' WHERE chain = :chain;
+-- notifications_create: both notifications, then both unread counts.
+INSERT INTO notifications_notification (user_id, kind, title, body, data, read_at, created_at)
+VALUES (:sid, 'transfer_sent', 'You sent ₹1.00 to Bench User', '',
+        jsonb_build_object('transfer_id', :tid, 'reference', ':tref'), NULL, now()),
+       (:rid, 'transfer_received', 'Bench User sent you ₹1.00', '',
+        jsonb_build_object('transfer_id', :tid, 'reference', ':tref'), NULL, now())
+RETURNING id;
+
+SELECT user_id, count(*) FROM notifications_notification
+WHERE user_id = ANY(ARRAY[:sid, :rid]::bigint[]) AND read_at IS NULL GROUP BY user_id;
+
+-- events_emit: both streams locked and advanced in one statement (user-id order), then the
+-- seven events (sender: balance, transaction, notification, audit; recipient: the first three).
+INSERT INTO notifications_eventstream (user_id, last_seq)
+SELECT * FROM unnest(ARRAY[LEAST(:sid, :rid), GREATEST(:sid, :rid)]::bigint[],
+                     ARRAY[CASE WHEN :sid < :rid THEN 4 ELSE 3 END,
+                           CASE WHEN :sid < :rid THEN 3 ELSE 4 END]::bigint[]) ORDER BY 1
+ON CONFLICT (user_id)
+DO UPDATE SET last_seq = notifications_eventstream.last_seq + EXCLUDED.last_seq
+RETURNING user_id, last_seq;
+
+INSERT INTO notifications_event (user_id, seq, type, data, created_at)
+SELECT :sid, s.seq, s.type, jsonb_build_object('transaction_id', :tid), now()
+FROM (SELECT last_seq FROM notifications_eventstream WHERE user_id = :sid) AS stream,
+     LATERAL (VALUES (stream.last_seq - 3, 'balance:update'), (stream.last_seq - 2, 'transaction:new'),
+                     (stream.last_seq - 1, 'notification:new'), (stream.last_seq, 'audit:new'))
+             AS s(seq, type)
+UNION ALL
+SELECT :rid, s.seq, s.type, jsonb_build_object('transaction_id', :tid), now()
+FROM (SELECT last_seq FROM notifications_eventstream WHERE user_id = :rid) AS stream,
+     LATERAL (VALUES (stream.last_seq - 2, 'balance:update'), (stream.last_seq - 1, 'transaction:new'),
+                     (stream.last_seq, 'notification:new'))
+             AS s(seq, type);
 
 -- wallet.idempotency: the key row with the response, committed with the movement.
 INSERT INTO wallet_idempotencykey
