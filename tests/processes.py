@@ -95,6 +95,8 @@ class Stack:
             # Rate limits stay on (they use Redis, which the outage test stops), set high
             # enough that the tests' bursts of transfers are not throttled.
             "QUICKPE_MONEY_RATE": "1000/m",
+            # Sign-ups through this stack get a bonus, credited by the Celery worker process.
+            "QUICKPE_SIGNUP_BONUS": "50.00",
             "SECURE_COOKIES": "false",
             "DATABASE_CONN_MAX_AGE": "0",
             "PYTHONUNBUFFERED": "1",

@@ -109,3 +109,28 @@ def test_transfers_survive_a_redis_outage_and_clients_replay_after_it(stack):
     lines = [frame for frame in replayed if frame["type"] == "transaction:new"]
     assert [frame["data"]["transaction"]["transfer_id"] for frame in lines] == during
     assert resumed == {"type": "resumed", "last_event_id": last_seen + 30}
+
+
+def test_events_made_by_the_celery_worker_reach_a_client(stack):
+    """Signing up through the HTTP server queues the signup bonus; the worker process credits
+    it, and its events reach the new user's connection on daphne."""
+    status, signup = stack.request(
+        "POST",
+        "/api/v1/auth/signup",
+        {
+            "email": f"{uuid.uuid4().hex[:8]}@example.com",
+            "password": "a-long-test-passphrase",
+            "first_name": "Newcomer",
+        },
+    )
+    assert status == 201, signup
+    token = signup["access"]
+    with connect(f"{stack.ws_url(1)}?token={token}&last_event_id=0") as socket:
+        json.loads(socket.recv(timeout=WAIT))  # hello
+        received = []
+        while not any(frame.get("type") == "notification:new" for frame in received):
+            received.append(json.loads(socket.recv(timeout=WAIT)))
+    by_type = {frame["type"]: frame for frame in received if "type" in frame}
+    assert by_type["balance:update"]["data"]["balance"] == "50.00"
+    assert by_type["notification:new"]["data"]["notification"]["kind"] == "deposit"
+    assert stack.get("/api/v1/wallet", token=token)[1]["balance"] == "50.00"

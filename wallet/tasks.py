@@ -2,9 +2,11 @@ from datetime import timedelta
 
 from celery import shared_task
 from django.conf import settings
+from django.db import OperationalError
 from django.utils import timezone
 
-from wallet.models import IdempotencyKey
+from wallet.models import IdempotencyKey, User
+from wallet.services.money import signup_bonus_credit as credit_bonus
 
 
 @shared_task(name="wallet.idempotency_keys_purge")
@@ -13,3 +15,15 @@ def idempotency_keys_purge() -> int:
     cutoff = timezone.now() - timedelta(hours=settings.QUICKPE_IDEMPOTENCY_TTL_HOURS)
     deleted, _ = IdempotencyKey.objects.filter(created_at__lt=cutoff).delete()
     return deleted
+
+
+@shared_task(
+    name="wallet.signup_bonus_credit",
+    autoretry_for=(OperationalError,),
+    retry_backoff=True,
+    max_retries=5,
+)
+def signup_bonus_credit(user_id: int) -> bool:
+    """Credit a new user's signup bonus; safe to run twice (the service credits once)."""
+    user = User.objects.filter(pk=user_id, is_active=True).first()
+    return user is not None and credit_bonus(user=user) is not None

@@ -14,9 +14,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date
 
+from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
 
+from audit.models import AuditEntry
 from audit.services import audit_append
 from notifications.models import Notification
 from notifications.services import events_emit, notifications_create
@@ -143,6 +145,7 @@ def _own_wallet_movement(
     description: str,
     rules: Callable[[Wallet, date], None],
     request,
+    action: str = "",
 ) -> Movement:
     """Money in or out of one user's own wallet: lock it, refuse if frozen, apply ``rules``
     (the movement's limits and counters) to the locked row, write the line, audit."""
@@ -163,7 +166,7 @@ def _own_wallet_movement(
         [entry] = _write([wallet], [line])
         audit_entry = audit_append(
             actor=user,
-            action=f"wallet.{kind}",
+            action=action or f"wallet.{kind}",
             entity_type="ledger_entry",
             entity_id=entry.pk,
             data={
@@ -225,6 +228,44 @@ def withdrawal_create(*, user: User, amount: int, description: str = "", request
         rules=rules,
         request=request,
     )
+
+
+SIGNUP_BONUS_ACTION = "wallet.signup_bonus"
+
+
+class _AlreadyCredited(Exception):
+    pass
+
+
+def signup_bonus_credit(*, user: User) -> Movement | None:
+    """Credit the configured signup bonus: an ordinary deposit (limits, events, notification),
+    audited as ``wallet.signup_bonus``. At most once per user, however often it is called (a
+    Celery redelivery): the audit log, append-only, is checked under the wallet lock."""
+    amount = settings.QUICKPE_SIGNUP_BONUS
+    if not amount:
+        return None
+
+    def rules(wallet: Wallet, today: date) -> None:
+        if AuditEntry.objects.filter(actor_id=user.pk, action=SIGNUP_BONUS_ACTION).exists():
+            raise _AlreadyCredited
+        limits.check_deposit(wallet, amount, today)
+        limits.record(wallet, today, deposited=amount)
+
+    try:
+        # Its own savepoint: "already credited" is an expected outcome, and must not leave a
+        # caller's transaction unusable (the movement itself runs without one).
+        with transaction.atomic():
+            return _own_wallet_movement(
+                user=user,
+                kind=LedgerEntry.Kind.DEPOSIT,
+                amount=amount,
+                description="Welcome bonus",
+                rules=rules,
+                request=None,
+                action=SIGNUP_BONUS_ACTION,
+            )
+    except _AlreadyCredited:
+        return None
 
 
 def recipient_resolve(*, identifier: str) -> User:

@@ -11,6 +11,7 @@ from rest_framework_simplejwt.tokens import RefreshToken
 from audit.services import audit_append
 from notifications.services import events_emit, security_notification
 from quickpe.errors import InvalidCredentials, QuickPeError
+from quickpe.jobs import dispatch_after_commit
 from wallet.models import User, Wallet
 from wallet.references import new_quickpe_id
 
@@ -107,14 +108,11 @@ def user_create(
             request=request,
         )
         if settings.QUICKPE_SIGNUP_BONUS:
-            from wallet.services.money import deposit_create
+            from wallet.tasks import signup_bonus_credit  # tasks import services
 
-            deposit_create(
-                user=user,
-                amount=settings.QUICKPE_SIGNUP_BONUS,
-                description="Welcome bonus",
-                request=request,
-            )
+            # Credited by a worker once the account exists: signup stays fast, and the
+            # bonus arrives as a live deposit (balance, line, notification) moments later.
+            dispatch_after_commit(signup_bonus_credit, user.pk)
     return user
 
 
