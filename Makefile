@@ -33,8 +33,9 @@ format: install
 	$(VENV)/bin/ruff check --fix .
 	$(VENV)/bin/ruff format .
 
+# The transfer benchmark (bench.run), then the WebSocket one (bench.ws) on the same services.
 bench: install bench-tools
-	$(WITH_SERVICES) $(PY) -m bench.run
+	$(WITH_SERVICES) sh -c '$(PY) -m bench.run && $(PY) -m bench.ws'
 
 # wrk drives the API with little CPU; without it bench.run falls back to a Python load generator.
 # Installed from Debian only when missing, when we are root and when apt knows the package

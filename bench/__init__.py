@@ -4,4 +4,9 @@
 measures the raw-SQL ceiling with pgbench running the same statements as one API transfer
 (``bench/transfer.sql``), then drives the API under gunicorn with wrk (``bench/transfer.lua``)
 or, without wrk, ``bench.loadgen``. Results are printed and written to ``bench/results/``.
+
+``bench.ws`` (run after it by ``make bench``) holds 1,000, 5,000 and 10,000 authenticated
+WebSocket connections on one daphne process (clients: ``bench.ws_client``) while transfers run
+(``bench.ws_django``), and reports memory per connection, delivery latency from commit to
+client and lost events (``bench/results/ws-*.json``).
 """

@@ -113,30 +113,38 @@ class Stack:
         )
 
     def start(self):
-        self.redis.start()
-        self._spawn(
-            "web",
-            "gunicorn",
-            "quickpe.wsgi:application",
-            "--bind",
-            f"127.0.0.1:{self.http_port}",
-            "--workers",
-            "2",
-        )
-        for index, port in enumerate(self.ws_ports, start=1):
-            self._spawn(
-                f"ws{index}",
-                "daphne",
-                "-b",
-                "127.0.0.1",
-                "-p",
-                str(port),
-                "quickpe.asgi:application",
-            )
-        self._spawn(
-            "worker", "celery", "-A", "quickpe", "worker", "--pool", "solo", "--loglevel", "WARNING"
-        )
         try:
+            self.redis.start()
+            self._spawn(
+                "web",
+                "gunicorn",
+                "quickpe.wsgi:application",
+                "--bind",
+                f"127.0.0.1:{self.http_port}",
+                "--workers",
+                "2",
+            )
+            for index, port in enumerate(self.ws_ports, start=1):
+                self._spawn(
+                    f"ws{index}",
+                    "daphne",
+                    "-b",
+                    "127.0.0.1",
+                    "-p",
+                    str(port),
+                    "quickpe.asgi:application",
+                )
+            self._spawn(
+                "worker",
+                "celery",
+                "-A",
+                "quickpe",
+                "worker",
+                "--pool",
+                "solo",
+                "--loglevel",
+                "WARNING",
+            )
             wait_until(lambda: self.get("/health/live")[0] == 200, what="gunicorn")
             for port in self.ws_ports:
                 wait_until(lambda port=port: _listening(port), what=f"daphne on {port}")
@@ -145,6 +153,9 @@ class Stack:
             status, body = self.get("/health/ready")
             self.stop()
             raise TimeoutError(f"{error}; ready: {status} {body}\n{self.logs()}") from None
+        except BaseException:
+            self.stop()  # never leave processes behind, whatever interrupted the start
+            raise
         return self
 
     def stop(self):

@@ -1,0 +1,213 @@
+"""The Django side of the WebSocket bench (``bench.ws``): data set-up and the transfer driver.
+
+Run with ``DATABASE_URL`` pointing at the WebSocket bench database (never ``quickpe``), the
+same ``SECRET_KEY``, ``REDIS_URL`` and ``QUICKPE_REDIS_PREFIX`` as the daphne process under test.
+
+    python -m bench.ws_django setup OUT.json USERS SENDERS
+        USERS users (one WebSocket connection each), the first SENDERS of them funded with
+        ``deposit_create``; an access token per user from ``AccessToken.for_user``.
+    python -m bench.ws_django transfers USERS.json CONNECTED RATE SECONDS
+        ``transfer_create`` (each in its own ``transaction.atomic``) at a steady RATE per second
+        for SECONDS, from a funded user to a random other user among the first CONNECTED (all of
+        whom hold a connection). Prints one JSON line with what was committed.
+
+Only the users beyond the senders are bulk-inserted (User + Wallet rows through the ORM's
+``bulk_create``: no sign-up audit entry, no Argon2); the senders' money comes from the real
+deposit service, and every transfer goes through the real ``transfer_create``, so the events,
+their ``seq`` numbers and the doorbells are exactly what the API would produce.
+"""
+
+import json
+import os
+import random
+import sys
+import time
+
+import django
+
+
+def _setup_django() -> None:
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "quickpe.settings")
+    django.setup()
+    from django.db import connection
+
+    if connection.settings_dict["NAME"] == "quickpe":
+        raise SystemExit("bench.ws_django refuses to write to the development database")
+
+
+def setup(out_path: str, count: int, senders: int) -> int:
+    _setup_django()
+    from django.conf import settings
+    from django.contrib.auth.hashers import make_password
+    from django.db import transaction
+    from rest_framework_simplejwt.tokens import AccessToken
+
+    from wallet.models import User, Wallet
+    from wallet.references import new_quickpe_id
+    from wallet.services.money import deposit_create
+    from wallet.services.users import user_create
+
+    started = time.monotonic()
+    funds = int(os.environ.get("BENCH_WS_FUNDS_PAISE", str(10_000_000 * 100)))
+    # The senders through the sign-up service (audit entry and all), then funded.
+    funded = []
+    for number in range(senders):
+        user = user_create(
+            email=f"ws{number:05d}@bench.quickpe.test",
+            password=None,
+            first_name="Ws",
+            last_name=f"Sender {number:05d}",
+        )
+        with transaction.atomic():
+            deposit_create(user=user, amount=funds, description="Bench funds")
+        funded.append(user)
+    # Everyone else in bulk: QuickPe IDs are 8 random digits, so 10,000 of them collide about
+    # once in two runs; draw them distinct here (and distinct from the senders').
+    taken = {user.quickpe_id for user in funded}
+    unusable = make_password(None)  # what set_unusable_password stores (a random "!..." value)
+    rest = []
+    for number in range(senders, count):
+        quickpe_id = new_quickpe_id()
+        while quickpe_id in taken:
+            quickpe_id = new_quickpe_id()
+        taken.add(quickpe_id)
+        rest.append(
+            User(
+                email=f"ws{number:05d}@bench.quickpe.test",
+                quickpe_id=quickpe_id,
+                first_name="Ws",
+                last_name=f"User {number:05d}",
+                password=unusable,
+            )
+        )
+    with transaction.atomic():
+        rest = User.objects.bulk_create(rest, batch_size=2000)
+        Wallet.objects.bulk_create([Wallet(user=user) for user in rest], batch_size=2000)
+    users = funded + rest
+    minted = time.monotonic()
+    tokens = [str(AccessToken.for_user(user)) for user in users]
+    payload = {
+        "users": [
+            {"id": user.pk, "token": token} for user, token in zip(users, tokens, strict=True)
+        ],
+        "senders": senders,
+        "funds_paise": funds,
+        "token_lifetime_s": settings.SIMPLE_JWT["ACCESS_TOKEN_LIFETIME"].total_seconds(),
+        "seconds": round(time.monotonic() - started, 2),
+        "token_seconds": round(time.monotonic() - minted, 2),
+    }
+    with open(out_path, "w") as handle:
+        json.dump(payload, handle)
+    return 0
+
+
+def _track_doorbells() -> list:
+    """Keep the futures of this process's doorbells (``quickpe.realtime.ring``), so the driver
+    can wait for the last ones before exiting: a ring still queued when the process exits would
+    look like a lost event to the clients. Only this process is patched."""
+    from quickpe import realtime
+
+    futures = []
+    original = realtime.ring
+
+    def ring(user_seqs):
+        future = original(user_seqs)
+        futures.append(future)
+        return future
+
+    realtime.ring = ring
+    return futures
+
+
+def transfers(users_path: str, connected: int, rate: float, seconds: float) -> int:
+    _setup_django()
+    from django.db import transaction
+
+    from wallet.models import User
+    from wallet.services.money import transfer_create
+
+    with open(users_path) as handle:
+        data = json.load(handle)
+    ids = [user["id"] for user in data["users"][:connected]]
+    by_id = User.objects.in_bulk(ids)
+    senders = [by_id[user_id] for user_id in ids[: data["senders"]]]
+    recipients = [by_id[user_id] for user_id in ids]
+    doorbells = _track_doorbells()
+    rng = random.Random(connected)  # noqa: S311 - load pattern, not security
+    total = int(rate * seconds)
+    durations_ms, errors, late = [], {}, 0
+    done = {"transfers": 0, "sender_events": 0, "recipient_events": 0}
+    per_user: dict[int, int] = {}
+    cpu0 = time.process_time()
+    start = time.monotonic() + 0.2
+    for number in range(total):
+        due = start + number / rate
+        delay = due - time.monotonic()
+        if delay > 0:
+            time.sleep(delay)
+        elif delay < -0.05:
+            late += 1
+        sender = rng.choice(senders)
+        recipient = rng.choice(recipients)
+        while recipient.pk == sender.pk:
+            recipient = rng.choice(recipients)
+        began = time.perf_counter()
+        try:
+            with transaction.atomic():
+                transfer_create(sender=sender, recipient=recipient, amount=100, note="ws bench")
+        except Exception as error:  # reported, never fatal: the bench counts what committed
+            name = type(error).__name__
+            errors[name] = errors.get(name, 0) + 1
+            continue
+        durations_ms.append((time.perf_counter() - began) * 1000)
+        done["transfers"] += 1
+        per_user[sender.pk] = per_user.get(sender.pk, 0) + 4
+        per_user[recipient.pk] = per_user.get(recipient.pk, 0) + 3
+    elapsed = time.monotonic() - start
+    # Wait until every doorbell has been published (each is a future on the doorbell loop).
+    ring_failures, deadline = 0, time.monotonic() + 10
+    for future in list(doorbells):
+        try:
+            future.result(timeout=max(deadline - time.monotonic(), 0.01))
+        except Exception:  # noqa: BLE001 - counted
+            ring_failures += 1
+    durations_ms.sort()
+
+    def pct(q: float) -> float | None:
+        if not durations_ms:
+            return None
+        return round(durations_ms[min(len(durations_ms) - 1, int(q * len(durations_ms)))], 2)
+
+    print(
+        json.dumps(
+            {
+                **done,
+                "planned": total,
+                "rate_target": rate,
+                "rate_achieved": round(done["transfers"] / elapsed, 2) if elapsed else 0,
+                "elapsed_s": round(elapsed, 2),
+                "late_starts": late,
+                "errors": errors,
+                "doorbells": len(doorbells),
+                "doorbell_failures": ring_failures,
+                "tx_ms": {"p50": pct(0.5), "p99": pct(0.99), "max": pct(1.0)},
+                "cpu_s": round(time.process_time() - cpu0, 3),
+                "expected_events_by_user": {str(k): v for k, v in per_user.items()},
+            }
+        ),
+        flush=True,
+    )
+    return 0
+
+
+def main(argv: list[str]) -> int:
+    if argv[:1] == ["setup"] and len(argv) == 4:
+        return setup(argv[1], int(argv[2]), int(argv[3]))
+    if argv[:1] == ["transfers"] and len(argv) == 5:
+        return transfers(argv[1], int(argv[2]), float(argv[3]), float(argv[4]))
+    sys.stderr.write(__doc__ or "")
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
