@@ -257,7 +257,8 @@ def test_the_connection_closes_4401_when_the_token_expires():
     user = make_user("Expiring")
 
     async def scenario():
-        stream = await open_stream(token=token_for(user, timedelta(seconds=1)))
+        # exp has whole-second resolution: 3 s leaves at least 2 s to connect on a busy machine.
+        stream = await open_stream(token=token_for(user, timedelta(seconds=3)))
         assert (await stream.receive_json_from(timeout=WAIT))["type"] == "hello"
         assert await stream.receive_output(timeout=WAIT) == {
             "type": "websocket.close",
