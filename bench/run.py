@@ -1103,23 +1103,7 @@ def main() -> int:
     return 0
 
 
-def _interrupted(signum, frame):
-    """First Ctrl-C or SIGTERM: stop measuring. Later ones (``quickpe.embedded run`` forwards
-    Ctrl-C once more) are ignored so they cannot cut the clean-up short."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    raise KeyboardInterrupt
-
-
 if __name__ == "__main__":
-    signal.signal(signal.SIGINT, _interrupted)
-    signal.signal(signal.SIGTERM, _interrupted)
-    code = 1
-    try:
-        code = main()
-    except KeyboardInterrupt:
-        out("\ninterrupted: stopping gunicorn")
-        code = 130
-    finally:
-        stop_all()
-    sys.exit(code)
+    from bench import lifecycle
+
+    lifecycle.run(main, stop_all=stop_all, out=out, stopping="stopping gunicorn")

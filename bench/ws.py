@@ -41,7 +41,6 @@ import resource
 import secrets
 import signal
 import subprocess
-import sys
 import tempfile
 import time
 from dataclasses import asdict, dataclass
@@ -967,22 +966,7 @@ def main() -> int:
     return 0
 
 
-def _interrupted(signum, frame):
-    """First Ctrl-C or SIGTERM: stop. Later ones are ignored so clean-up is not cut short."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    raise KeyboardInterrupt
-
-
 if __name__ == "__main__":
-    signal.signal(signal.SIGINT, _interrupted)
-    signal.signal(signal.SIGTERM, _interrupted)
-    code = 1
-    try:
-        code = main()
-    except KeyboardInterrupt:
-        out("\ninterrupted: stopping daphne and the clients")
-        code = 130
-    finally:
-        stop_all()
-    sys.exit(code)
+    from bench import lifecycle
+
+    lifecycle.run(main, stop_all=stop_all, out=out, stopping="stopping daphne and the clients")
