@@ -178,7 +178,7 @@ def transfers(users_path: str, connected: int, rate: float, seconds: float) -> i
             return None
         return round(durations_ms[min(len(durations_ms) - 1, int(q * len(durations_ms)))], 2)
 
-    print(
+    sys.stdout.write(
         json.dumps(
             {
                 **done,
@@ -194,9 +194,10 @@ def transfers(users_path: str, connected: int, rate: float, seconds: float) -> i
                 "cpu_s": round(time.process_time() - cpu0, 3),
                 "expected_events_by_user": {str(k): v for k, v in per_user.items()},
             }
-        ),
-        flush=True,
+        )
+        + "\n"
     )
+    sys.stdout.flush()
     return 0
 
 

@@ -6,6 +6,7 @@ including 404/405/429/500. Nothing internal (stack traces, SQL, class names) rea
 """
 
 import logging
+import math
 from http import HTTPStatus
 
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
@@ -156,7 +157,7 @@ def problem_exception_handler(exc, context):
 
     headers = {}
     if isinstance(exc, drf.Throttled):
-        wait = max(1, int(exc.wait or 1) + (0 if float(exc.wait or 1).is_integer() else 1))
+        wait = max(1, math.ceil(exc.wait or 1))  # whole seconds, rounded up
         headers["Retry-After"] = str(wait)
         return problem_response(
             429, "rate_limited", f"Too many requests; retry in {wait} s.", headers=headers

@@ -5,7 +5,7 @@ import asyncio
 from asgiref.sync import async_to_sync
 from channels.exceptions import ChannelFull
 from channels.layers import get_channel_layer
-from django.db import connection
+from django.db import DatabaseError, connection
 from django.http import JsonResponse
 from django.views.decorators.http import require_GET
 from kombu.exceptions import KombuError
@@ -20,7 +20,7 @@ def _check_database() -> str:
         with connection.cursor() as cursor:
             cursor.execute("SELECT 1")
         return "ok"
-    except Exception as error:  # noqa: BLE001 - any failure means "not ready", reported as text
+    except DatabaseError as error:
         return f"error: {type(error).__name__}"
 
 
