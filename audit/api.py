@@ -5,7 +5,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from audit.models import AuditEntry
-from audit.services import audit_verify
+from audit.services import audit_verify, entry_data
 
 
 class AuditEntrySerializer(serializers.ModelSerializer):
@@ -22,6 +22,14 @@ class AuditEntrySerializer(serializers.ModelSerializer):
             "created_at",
             "hash",
         ]
+
+    def to_representation(self, entry):
+        """The one shape of an entry, shared with the ``audit:new`` event."""
+        return entry_data(entry)
+
+    def generic_representation(self, entry):
+        """DRF's rendering of the declared (schema) fields; tests compare it with the above."""
+        return super().to_representation(entry)
 
 
 class AuditListView(generics.ListAPIView):

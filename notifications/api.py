@@ -16,6 +16,14 @@ class NotificationSerializer(serializers.ModelSerializer):
         model = Notification
         fields = ["id", "kind", "title", "body", "data", "read_at", "created_at"]
 
+    def to_representation(self, notification):
+        """The one shape of a notification, shared with the ``notification:new`` event."""
+        return services.notification_data(notification)
+
+    def generic_representation(self, notification):
+        """DRF's rendering of the declared (schema) fields; tests compare it with the above."""
+        return super().to_representation(notification)
+
 
 class NotificationListView(generics.ListAPIView):
     serializer_class = NotificationSerializer

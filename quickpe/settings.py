@@ -20,6 +20,9 @@ BASE_DIR = Path(__file__).resolve().parent.parent
 DATABASE_URL = env_str("DATABASE_URL")
 REDIS_URL = env_str("REDIS_URL")
 IS_EMBEDDED = not DATABASE_URL or env_bool("QUICKPE_EMBEDDED", False)
+# Namespace for every QuickPe key in Redis (cache, rate limits, channel layer, Celery), so several
+# deployments, or `make run` and `make test`, can share one Redis.
+QUICKPE_REDIS_PREFIX = env_str("QUICKPE_REDIS_PREFIX", "quickpe")
 if not DATABASE_URL:
     DATABASE_URL = embedded.ensure_postgres()
 if not REDIS_URL:
@@ -122,7 +125,7 @@ CACHES = {
     "default": {
         "BACKEND": "django.core.cache.backends.redis.RedisCache",
         "LOCATION": REDIS_URL,
-        "KEY_PREFIX": env_str("QUICKPE_REDIS_PREFIX", "quickpe"),
+        "KEY_PREFIX": QUICKPE_REDIS_PREFIX,
     }
 }
 
@@ -135,7 +138,7 @@ CHANNEL_LAYERS = {
         "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
         "CONFIG": {
             "hosts": [REDIS_URL],
-            "prefix": f"{env_str('QUICKPE_REDIS_PREFIX', 'quickpe')}:channels",
+            "prefix": f"{QUICKPE_REDIS_PREFIX}:channels",
         },
     }
 }
@@ -150,9 +153,9 @@ CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_BROKER_TRANSPORT_OPTIONS = {
-    "global_keyprefix": f"{env_str('QUICKPE_REDIS_PREFIX', 'quickpe')}:celery:",
+    "global_keyprefix": f"{QUICKPE_REDIS_PREFIX}:celery:",
 }
-CELERY_TASK_DEFAULT_QUEUE = f"{env_str('QUICKPE_REDIS_PREFIX', 'quickpe')}"
+CELERY_TASK_DEFAULT_QUEUE = QUICKPE_REDIS_PREFIX
 CELERY_BEAT_SCHEDULE = {
     "prune-events": {"task": "notifications.events_prune", "schedule": 3600},
     "purge-idempotency-keys": {"task": "wallet.idempotency_keys_purge", "schedule": 3600},
@@ -268,7 +271,5 @@ LOGGING = {
         "pgserver": {"level": "WARNING"},
     },
 }
-# Namespace for QuickPe's own Redis keys (rate limits), so several deployments can share a Redis.
-QUICKPE_REDIS_PREFIX = env_str("QUICKPE_REDIS_PREFIX", "quickpe")
 # How many proxies in front of the app append to X-Forwarded-For (0: trust REMOTE_ADDR only).
 QUICKPE_TRUSTED_PROXIES = env_int("QUICKPE_TRUSTED_PROXIES", 0)

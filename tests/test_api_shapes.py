@@ -1,7 +1,12 @@
 """Hand-written money representations equal DRF's rendering of the declared (schema) fields."""
 
 import pytest
+from django.utils import timezone
 
+from audit.api import AuditEntrySerializer
+from audit.models import AuditEntry
+from notifications.api import NotificationSerializer
+from notifications.models import Notification
 from tests.conftest import client_for, fund
 from wallet.api.serializers import TransactionSerializer, TransferSerializer
 from wallet.models import LedgerEntry, Transfer
@@ -29,3 +34,21 @@ def test_transaction_and_transfer_shapes_match_the_schema_fields(alice, bob):
     assert serializer.data == serializer.generic_representation(transfer)
     assert list(serializer.data) == list(serializer.fields)
     assert response.json()["transfer"] == serializer.data
+
+
+def test_audit_entry_and_notification_shapes_match_the_schema_fields(alice, bob):
+    fund(alice, 10_00)
+    client_for(alice).post(
+        "/api/v1/transfers",
+        {"recipient": bob.quickpe_id, "amount": "1.00"},
+        format="json",
+        HTTP_IDEMPOTENCY_KEY="shape-2",
+    )
+    Notification.objects.filter(user=alice).update(read_at=timezone.now())  # read and unread
+    cases = [(AuditEntrySerializer, entry) for entry in AuditEntry.objects.all()]
+    cases += [(NotificationSerializer, notice) for notice in Notification.objects.all()]
+    assert {serializer for serializer, _ in cases} == {AuditEntrySerializer, NotificationSerializer}
+    for serializer_class, instance in cases:
+        serializer = serializer_class(instance)
+        assert serializer.data == serializer.generic_representation(instance)
+        assert list(serializer.data) == list(serializer.fields)
