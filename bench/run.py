@@ -187,6 +187,14 @@ class Database:
         return {"PGPASSWORD": password} if password else {}
 
 
+def bench_database(name: str) -> tuple[str, "Database"]:
+    """The development database's name, and the bench database ``name`` on the same server."""
+    database_url = os.environ.get("DATABASE_URL")
+    if not database_url:
+        raise SystemExit("DATABASE_URL is not set: run through `make bench`")
+    return urlsplit(database_url).path.lstrip("/"), Database.beside(database_url, name)
+
+
 def recreate_database(bench: Database, development: str) -> None:
     if bench.name == development:
         raise SystemExit(f"refusing to benchmark in the development database {development!r}")
@@ -915,11 +923,7 @@ def main() -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s")
     settings = Settings.from_env()
     started = time.monotonic()
-    database_url = os.environ.get("DATABASE_URL")
-    if not database_url:
-        raise SystemExit("DATABASE_URL is not set: run through `make bench`")
-    development = urlsplit(database_url).path.lstrip("/")
-    bench = Database.beside(database_url, settings.database)
+    development, bench = bench_database(settings.database)
     tag = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
     report: dict = {
         "started_at": datetime.now(UTC).isoformat(),

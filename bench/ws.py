@@ -46,7 +46,6 @@ import time
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from urllib.parse import urlsplit
 
 import psutil
 
@@ -56,6 +55,7 @@ from bench.run import (
     PY,
     RESULTS_DIR,
     Database,
+    bench_database,
     free_port,
     machine_jiffies,
     out,
@@ -801,11 +801,7 @@ def main() -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s")
     settings = Settings.from_env()
     started = time.monotonic()
-    database_url = os.environ.get("DATABASE_URL")
-    if not database_url:
-        raise SystemExit("DATABASE_URL is not set: run through `make bench`")
-    development = urlsplit(database_url).path.lstrip("/")
-    bench = Database.beside(database_url, settings.database)
+    development, bench = bench_database(settings.database)
     if settings.database in (development, "quickpe"):
         raise SystemExit(f"refusing to benchmark in the development database {development!r}")
     # Two runs at once would drop each other's database (and share two CPUs): one at a time.
