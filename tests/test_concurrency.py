@@ -134,24 +134,28 @@ def test_opposite_transfers_between_two_wallets_never_deadlock_visibly():
     assert alice.wallet.balance == bob.wallet.balance == 10_000_00
 
 
-def test_parallel_deposits_cannot_pass_the_daily_limit_together(settings):
-    settings.QUICKPE_DAILY_DEPOSIT_LIMIT = 1000_00
-    user = make_user("Limited")
-    results: list[int] = []
+def post_at_once(user, path: str, body: dict, count: int) -> Counter:
+    """``count`` threads post the same request at once (distinct idempotency keys);
+    returns how many got each (status, code)."""
+    answers: Counter = Counter()
     lock = threading.Lock()
 
     def work(index: int) -> None:
         response = client_for(user).post(
-            "/api/v1/wallet/deposits",
-            {"amount": "100.00"},
-            format="json",
-            HTTP_IDEMPOTENCY_KEY=f"deposit-{index}",
+            path, body, format="json", HTTP_IDEMPOTENCY_KEY=f"at-once-{index}"
         )
         with lock:
-            results.append(response.status_code)
+            answers[(response.status_code, response.json().get("code"))] += 1
 
-    run_threads(20, work)
-    assert Counter(results) == Counter({201: 10, 409: 10})
+    run_threads(count, work)
+    return answers
+
+
+def test_parallel_deposits_cannot_pass_the_daily_limit_together(settings):
+    settings.QUICKPE_DAILY_DEPOSIT_LIMIT = 1000_00
+    user = make_user("Limited")
+    answers = post_at_once(user, "/api/v1/wallet/deposits", {"amount": "100.00"}, 20)
+    assert answers == Counter({(201, None): 10, (409, "limit_exceeded"): 10})
     user.wallet.refresh_from_db()
     assert user.wallet.balance == 1000_00
     assert user.wallet.deposited_on_day == 1000_00
@@ -162,22 +166,11 @@ def test_parallel_transfers_cannot_pass_the_daily_outgoing_limit_or_overdraw(set
     settings.QUICKPE_DAILY_OUTGOING_LIMIT = 500_00
     sender, recipient = make_user("Sender"), make_user("Recipient")
     fund(sender, 2000_00)
-    results: list[tuple[int, str | None]] = []
-    lock = threading.Lock()
-
-    def work(index: int) -> None:
-        response = client_for(sender).post(
-            "/api/v1/transfers",
-            {"recipient": recipient.quickpe_id, "amount": "60.00"},
-            format="json",
-            HTTP_IDEMPOTENCY_KEY=f"t-{index}",
-        )
-        with lock:
-            results.append((response.status_code, response.json().get("code")))
-
-    run_threads(16, work)
+    answers = post_at_once(
+        sender, "/api/v1/transfers", {"recipient": recipient.quickpe_id, "amount": "60.00"}, 16
+    )
     # 8 x 60.00 = 480.00 fits under 500.00; the 9th would pass it.
-    assert Counter(results) == Counter({(201, None): 8, (409, "limit_exceeded"): 8})
+    assert answers == Counter({(201, None): 8, (409, "limit_exceeded"): 8})
     sender.wallet.refresh_from_db()
     assert sender.wallet.outgoing_on_day == 480_00
     assert_money_invariants()
@@ -186,21 +179,8 @@ def test_parallel_transfers_cannot_pass_the_daily_outgoing_limit_or_overdraw(set
 def test_many_withdrawals_racing_for_the_last_rupees_never_overdraw():
     user = make_user("Drained")
     fund(user, 100_00)
-    results: list[int] = []
-    lock = threading.Lock()
-
-    def work(index: int) -> None:
-        response = client_for(user).post(
-            "/api/v1/wallet/withdrawals",
-            {"amount": "30.00"},
-            format="json",
-            HTTP_IDEMPOTENCY_KEY=f"w-{index}",
-        )
-        with lock:
-            results.append(response.status_code)
-
-    run_threads(12, work)
-    assert Counter(results) == Counter({201: 3, 409: 9})
+    answers = post_at_once(user, "/api/v1/wallet/withdrawals", {"amount": "30.00"}, 12)
+    assert answers == Counter({(201, None): 3, (409, "insufficient_funds"): 9})
     user.wallet.refresh_from_db()
     assert user.wallet.balance == 10_00
     assert_money_invariants()
