@@ -31,6 +31,12 @@ class QuickPeError(Exception):
         self.errors = errors or []
         super().__init__(self.detail)
 
+    @classmethod
+    def on_field(cls, field: str, detail: str | None = None) -> "QuickPeError":
+        """This error, also listed under ``errors`` as a problem of one request field."""
+        detail = detail or cls.default_detail
+        return cls(detail, errors=[{"field": field, "code": cls.code, "detail": detail}])
+
 
 class InsufficientFunds(QuickPeError):
     status, code = 409, "insufficient_funds"
@@ -85,6 +91,11 @@ class InvalidCredentials(QuickPeError):
 class InvalidState(QuickPeError):
     status, code = 409, "invalid_state"
     default_detail = "The object is not in a state that allows this."
+
+
+class NotAllowed(QuickPeError):
+    status, code = 403, "permission_denied"
+    default_detail = "You are not allowed to do this."
 
 
 class NotFound(QuickPeError):

@@ -159,6 +159,9 @@ CELERY_TASK_DEFAULT_QUEUE = QUICKPE_REDIS_PREFIX
 CELERY_BEAT_SCHEDULE = {
     "prune-events": {"task": "notifications.events_prune", "schedule": 3600},
     "purge-idempotency-keys": {"task": "wallet.idempotency_keys_purge", "schedule": 3600},
+    # Requests are also shown expired on access the moment they pass their deadline; the job
+    # writes that down (and tells both people) within five minutes.
+    "expire-money-requests": {"task": "wallet.money_requests_expire", "schedule": 300},
 }
 CELERY_BEAT_SCHEDULE_FILENAME = str(embedded.DATA_DIR / "celerybeat-schedule")
 
@@ -249,6 +252,9 @@ QUICKPE_MONEY_RATE = env_rate("QUICKPE_MONEY_RATE", "10/m")
 QUICKPE_SIGNIN_RATE = env_rate("QUICKPE_SIGNIN_RATE", "5/m")
 QUICKPE_SIGNIN_IP_RATE = env_rate("QUICKPE_SIGNIN_IP_RATE", "30/m")
 QUICKPE_SIGNUP_IP_RATE = env_rate("QUICKPE_SIGNUP_IP_RATE", "20/h")
+
+QUICKPE_MAX_SESSIONS = env_int("QUICKPE_MAX_SESSIONS", 10, minimum=1)
+QUICKPE_MONEY_REQUEST_DAYS = env_int("QUICKPE_MONEY_REQUEST_DAYS", 7, minimum=1)
 
 QUICKPE_IDEMPOTENCY_TTL_HOURS = env_int("QUICKPE_IDEMPOTENCY_TTL_HOURS", 24, minimum=1)
 # How long WebSocket events stay replayable (the contract promises at least 24 hours).

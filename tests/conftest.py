@@ -9,7 +9,7 @@ from rest_framework.test import APIClient
 from audit.chain import GENESIS_HASH, MAX_CHAINS
 from audit.models import AuditEntry
 from notifications.models import Event, Notification
-from wallet.models import IdempotencyKey, LedgerEntry, Transfer, User, Wallet
+from wallet.models import IdempotencyKey, LedgerEntry, MoneyRequest, Transfer, User, Wallet
 from wallet.services.money import deposit_create
 from wallet.services.users import tokens_issue, user_create
 
@@ -124,6 +124,7 @@ def snapshot() -> dict:
         "users": User.objects.count(),
         "events": Event.objects.count(),
         "notifications": Notification.objects.count(),
+        "money_requests": dict(MoneyRequest.objects.values_list("pk", "status")),
     }
 
 

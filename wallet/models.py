@@ -218,3 +218,104 @@ class IdempotencyKey(models.Model):
 
     def __str__(self):
         return f"{self.user_id}:{self.key}"
+
+
+class MoneyRequest(models.Model):
+    """One user asking another to pay them. Only a pending request changes state; paying it is
+    a transfer recorded here, in the same transaction."""
+
+    class Status(models.TextChoices):
+        PENDING = "pending"
+        PAID = "paid"
+        DECLINED = "declined"
+        CANCELLED = "cancelled"
+        EXPIRED = "expired"
+
+    requester = models.ForeignKey(
+        User, on_delete=models.PROTECT, related_name="money_requests_sent"
+    )
+    payer = models.ForeignKey(
+        User, on_delete=models.PROTECT, related_name="money_requests_received"
+    )
+    amount = models.BigIntegerField()
+    note = models.CharField(max_length=255, blank=True)
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.PENDING)
+    transfer = models.OneToOneField(
+        Transfer, on_delete=models.PROTECT, null=True, blank=True, related_name="money_request"
+    )
+    created_at = models.DateTimeField(default=timezone.now)
+    expires_at = models.DateTimeField()
+    resolved_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        indexes = [
+            models.Index(fields=["payer", "-created_at"], name="wallet_moneyrequest_payer"),
+            models.Index(fields=["requester", "-created_at"], name="wallet_moneyrequest_requester"),
+            # The expiry job's scan: only pending rows, oldest deadline first.
+            models.Index(
+                fields=["expires_at"],
+                condition=models.Q(status="pending"),
+                name="wallet_moneyrequest_pending",
+            ),
+        ]
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(amount__gt=0), name="wallet_moneyrequest_amount_positive"
+            ),
+            models.CheckConstraint(
+                condition=~models.Q(requester=models.F("payer")),
+                name="wallet_moneyrequest_not_to_self",
+            ),
+            models.CheckConstraint(
+                condition=models.Q(status="paid", transfer__isnull=False)
+                | (~models.Q(status="paid") & models.Q(transfer__isnull=True)),
+                name="wallet_moneyrequest_paid_has_transfer",
+            ),
+            models.CheckConstraint(
+                condition=models.Q(status="pending", resolved_at__isnull=True)
+                | (~models.Q(status="pending") & models.Q(resolved_at__isnull=False)),
+                name="wallet_moneyrequest_resolved_unless_pending",
+            ),
+        ]
+
+    def __str__(self):
+        return f"Request {self.pk} of {self.requester_id} to {self.payer_id}"
+
+    def current_status(self, now) -> str:
+        """What the user sees: a pending request past its deadline is expired even before the
+        periodic job has written it down."""
+        if self.status == self.Status.PENDING and self.expires_at <= now:
+            return self.Status.EXPIRED
+        return self.status
+
+
+class DeviceSession(models.Model):
+    """A signed-in device. Its refresh token is the one whose id is ``refresh_jti`` (it changes
+    on every rotation); revoking the session stops that token, and the access tokens carrying
+    its id, at once."""
+
+    user = models.ForeignKey(User, on_delete=models.CASCADE, related_name="device_sessions")
+    device = models.CharField(max_length=120)
+    # What "a device not seen before" compares: browser and OS families, not versions, so an
+    # update does not look like a new device.
+    device_key = models.CharField(max_length=64)
+    user_agent = models.CharField(max_length=512, blank=True)
+    ip = models.GenericIPAddressField(null=True, blank=True)
+    refresh_jti = models.CharField(max_length=255)
+    created_at = models.DateTimeField(default=timezone.now)
+    last_used_at = models.DateTimeField(default=timezone.now)
+    expires_at = models.DateTimeField()
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        indexes = [
+            models.Index(
+                fields=["user", "created_at"],
+                condition=models.Q(revoked_at__isnull=True),
+                name="wallet_devicesession_active",
+            ),
+            models.Index(fields=["user", "device_key"], name="wallet_devicesession_device"),
+        ]
+
+    def __str__(self):
+        return f"{self.device} ({self.user_id})"

@@ -42,3 +42,22 @@ def transfer_data(transfer) -> dict:
         "status": transfer.status,
         "created_at": timestamp(transfer.created_at),
     }
+
+
+def money_request_data(money_request, *, now) -> dict:
+    status = money_request.current_status(now)
+    resolved_at = money_request.resolved_at
+    if resolved_at is None and status == "expired":
+        resolved_at = money_request.expires_at  # expired on access, before the job wrote it
+    return {
+        "id": money_request.pk,
+        "requester": party(money_request.requester),
+        "payer": party(money_request.payer),
+        "amount": format_paise(money_request.amount),
+        "note": money_request.note,
+        "status": status,
+        "transfer_id": money_request.transfer_id,
+        "created_at": timestamp(money_request.created_at),
+        "expires_at": timestamp(money_request.expires_at),
+        "resolved_at": timestamp(resolved_at) if resolved_at else None,
+    }

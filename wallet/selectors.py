@@ -2,8 +2,9 @@
 
 from django.db.models import Q, QuerySet, Value
 from django.db.models.functions import Concat
+from django.utils import timezone
 
-from wallet.models import LedgerEntry, Transfer, User
+from wallet.models import LedgerEntry, MoneyRequest, Transfer, User
 
 SEARCH_LIMIT = 20
 
@@ -31,3 +32,25 @@ def transfers_for(*, user: User) -> QuerySet[Transfer]:
     return Transfer.objects.filter(Q(sender=user) | Q(recipient=user)).select_related(
         "sender", "recipient"
     )
+
+
+def money_requests_for(
+    *, user: User, role: str | None = None, status: str | None = None, now=None
+) -> QuerySet[MoneyRequest]:
+    """Requests the user takes part in (``role``: incoming = asked of them, outgoing = theirs),
+    by the status users see: a pending request past its deadline counts as expired."""
+    now = now or timezone.now()
+    if role == "incoming":
+        found = MoneyRequest.objects.filter(payer=user)
+    elif role == "outgoing":
+        found = MoneyRequest.objects.filter(requester=user)
+    else:
+        found = MoneyRequest.objects.filter(Q(payer=user) | Q(requester=user))
+    pending = MoneyRequest.Status.PENDING
+    if status == pending:
+        found = found.filter(status=pending, expires_at__gt=now)
+    elif status == MoneyRequest.Status.EXPIRED:
+        found = found.filter(Q(status=status) | Q(status=pending, expires_at__lte=now))
+    elif status:
+        found = found.filter(status=status)
+    return found.select_related("requester", "payer")

@@ -3,18 +3,17 @@
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import status
 from rest_framework.exceptions import AuthenticationFailed
-from rest_framework.exceptions import ValidationError as DRFValidationError
 from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
 from rest_framework.views import APIView
 from rest_framework_simplejwt.exceptions import TokenError
-from rest_framework_simplejwt.serializers import TokenRefreshSerializer
 from rest_framework_simplejwt.tokens import RefreshToken
 
 from quickpe.throttling import SigninAccountThrottle, SigninIPThrottle, SignupIPThrottle
 from wallet import selectors
 from wallet.api.serializers import (
     AuthResultSerializer,
+    DeviceSessionSerializer,
     PasswordChangeSerializer,
     ProfileUpdateSerializer,
     RefreshSerializer,
@@ -25,7 +24,7 @@ from wallet.api.serializers import (
     UserSearchResultSerializer,
     UserSerializer,
 )
-from wallet.services import users
+from wallet.services import sessions, users
 
 
 def _auth_result(user, tokens) -> dict:
@@ -42,9 +41,8 @@ class SignupView(APIView):
         serializer = SignupSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         user = users.user_create(**serializer.validated_data, request=request)
-        return Response(
-            _auth_result(user, users.tokens_issue(user)), status=status.HTTP_201_CREATED
-        )
+        tokens = users.tokens_issue(user, request=request)
+        return Response(_auth_result(user, tokens), status=status.HTTP_201_CREATED)
 
 
 class SigninView(APIView):
@@ -87,14 +85,8 @@ class RefreshView(APIView):
     def post(self, request):
         payload = RefreshSerializer(data=request.data)
         payload.is_valid(raise_exception=True)
-        serializer = TokenRefreshSerializer(data=payload.validated_data)
-        try:
-            serializer.is_valid(raise_exception=True)
-        except (TokenError, DRFValidationError, AuthenticationFailed):
-            raise AuthenticationFailed(
-                "The refresh token is invalid, expired or revoked."
-            ) from None
-        return Response(serializer.validated_data)
+        tokens = sessions.session_refresh(raw=payload.validated_data["refresh"], request=request)
+        return Response(tokens)
 
 
 class SignoutView(APIView):
@@ -137,7 +129,40 @@ class PasswordView(APIView):
     def post(self, request):
         serializer = PasswordChangeSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        users.user_password_change(user=request.user, request=request, **serializer.validated_data)
+        users.user_password_change(
+            user=request.user,
+            current_session_id=request.auth.get(sessions.SESSION_CLAIM),
+            request=request,
+            **serializer.validated_data,
+        )
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class SessionListView(APIView):
+    @extend_schema(
+        responses={200: DeviceSessionSerializer(many=True)},
+        tags=["users"],
+        description="Your signed-in devices, newest first; `current` marks this one. Each "
+        "sign-in is a session; at most QUICKPE_MAX_SESSIONS (10) stay active, the oldest "
+        "signed out first.",
+    )
+    def get(self, request):
+        found = sessions.active_sessions(user=request.user).order_by("-created_at", "-pk")
+        context = {"current_session_id": request.auth.get(sessions.SESSION_CLAIM)}
+        return Response(DeviceSessionSerializer(found, many=True, context=context).data)
+
+
+class SessionDetailView(APIView):
+    problem_responses = {"404": "`not_found`: not one of your active sessions"}
+
+    @extend_schema(
+        responses={204: None},
+        tags=["users"],
+        description="Signs that device out: its refresh token and access tokens stop working "
+        "at once.",
+    )
+    def delete(self, request, pk: int):
+        sessions.session_revoke(user=request.user, session_id=pk, request=request)
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 

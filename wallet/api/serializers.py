@@ -1,10 +1,12 @@
+from django.utils import timezone
 from rest_framework import serializers
 
 from audit.masking import mask_email
+from quickpe.formats import timestamp
 from quickpe.money import format_paise
 from wallet import limits, representations
 from wallet.api.fields import AmountField
-from wallet.models import Category, LedgerEntry, Transfer, User, Wallet
+from wallet.models import Category, LedgerEntry, MoneyRequest, Transfer, User, Wallet
 
 
 class UserSerializer(serializers.ModelSerializer):
@@ -177,3 +179,64 @@ class MovementResultSerializer(serializers.Serializer):
 
 class TransferResultSerializer(MovementResultSerializer):
     transfer = TransferSerializer()
+
+
+class MoneyRequestSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    requester = PartySerializer()
+    payer = PartySerializer()
+    amount = AmountField()
+    note = serializers.CharField()
+    status = serializers.ChoiceField(
+        choices=MoneyRequest.Status.choices,
+        help_text="A pending request past `expires_at` reads `expired` at once.",
+    )
+    transfer_id = serializers.IntegerField(allow_null=True, help_text="Set once paid.")
+    created_at = serializers.DateTimeField()
+    expires_at = serializers.DateTimeField()
+    resolved_at = serializers.DateTimeField(allow_null=True)
+
+    def to_representation(self, money_request):
+        return representations.money_request_data(money_request, now=timezone.now())
+
+
+class MoneyRequestCreateSerializer(serializers.Serializer):
+    payer = serializers.CharField(max_length=254, help_text="QuickPe ID or email")
+    amount = AmountField()
+    note = serializers.CharField(max_length=255, required=False, allow_blank=True, default="")
+
+
+class MoneyRequestListQuerySerializer(serializers.Serializer):
+    role = serializers.ChoiceField(
+        choices=["incoming", "outgoing"],
+        required=False,
+        help_text="incoming: asked of you; outgoing: yours. Both when absent.",
+    )
+    status = serializers.ChoiceField(choices=MoneyRequest.Status.choices, required=False)
+
+
+class MoneyRequestPayResultSerializer(serializers.Serializer):
+    money_request = MoneyRequestSerializer()
+    transfer = TransferSerializer()
+    balance = AmountField()
+
+
+class DeviceSessionSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    device = serializers.CharField(help_text='Read from the user agent: "Chrome on Windows".')
+    ip = serializers.IPAddressField(allow_null=True)
+    user_agent = serializers.CharField()
+    created_at = serializers.DateTimeField()
+    last_used_at = serializers.DateTimeField()
+    current = serializers.BooleanField(help_text="The session of the token making this call.")
+
+    def to_representation(self, session):
+        return {
+            "id": session.pk,
+            "device": session.device,
+            "ip": session.ip,
+            "user_agent": session.user_agent,
+            "created_at": timestamp(session.created_at),
+            "last_used_at": timestamp(session.last_used_at),
+            "current": session.pk == self.context.get("current_session_id"),
+        }

@@ -268,16 +268,135 @@ def signup_bonus_credit(*, user: User) -> Movement | None:
         return None
 
 
-def recipient_resolve(*, identifier: str) -> User:
-    """A QuickPe ID (any case) or an email address -> an active user, else RecipientNotFound."""
+def active_user_find(*, identifier: str) -> User | None:
+    """A QuickPe ID (any case) or an email address -> that active user, or None."""
     identifier = identifier.strip()
     if "@" in identifier:
         found = fetch_models(User, _ACTIVE_USER_BY_EMAIL, [identifier.lower()])
     else:
         found = fetch_models(User, _ACTIVE_USER_BY_QUICKPE_ID, [identifier.upper()])
-    if not found:
+    return found[0] if found else None
+
+
+def recipient_resolve(*, identifier: str) -> User:
+    recipient = active_user_find(identifier=identifier)
+    if recipient is None:
         raise RecipientNotFound()
-    return found[0]
+    return recipient
+
+
+@dataclass(frozen=True)
+class AppliedTransfer:
+    """A transfer written but not yet announced: the caller adds notifications and emits."""
+
+    movement: Movement
+    credit: LedgerEntry
+    audit_entry: AuditEntry
+
+    def events(self, notices) -> dict[int, list]:
+        transfer = self.movement.transfer
+        return _movement_events(
+            notices,
+            (transfer.sender_id, self.movement.entry),
+            (transfer.recipient_id, self.credit),
+        )
+
+
+def transfer_apply(
+    *,
+    sender: User,
+    recipient: User,
+    amount: int,
+    note: str = "",
+    category: str = Category.TRANSFER,
+    request=None,
+) -> AppliedTransfer:
+    """The money part of a transfer, for ``transfer_create`` and services that pay something
+    with a transfer (money requests): both balances, both ledger lines and the audit entry, in
+    the caller's transaction. Emits nothing, so the caller announces its whole change at once.
+    Keeps: no self-transfer, neither wallet frozen, sender balance >= 0, per-transaction and
+    daily outgoing limits, the recipient's balance cap. Locks: both wallets, in primary-key
+    order, in one query, then the sender's audit chain head."""
+    assert connection.in_atomic_block, "a transfer commits with the change it belongs to"
+    if sender.pk == recipient.pk:
+        raise SelfTransfer()
+    limits.check_amount(amount)
+    wallets = wallets_lock(user_ids=[sender.pk, recipient.pk])
+    source, target = wallets[sender.pk], wallets[recipient.pk]
+    _ensure_active(source, target)
+    now = timezone.now()
+    today = limits.business_day(now)
+    limits.check_outgoing(source, amount, today)
+    if source.balance < amount:
+        raise InsufficientFunds()
+    limits.check_balance_cap(target, amount, is_own_wallet=False)
+    [transfer] = insert_models(
+        [
+            Transfer(
+                reference=new_reference("TRF"),
+                sender=sender,
+                recipient=recipient,
+                amount=amount,
+                note=note,
+                category=category,
+                created_at=now,
+            )
+        ]
+    )
+    limits.record(source, today, outgoing=amount)
+    debit, credit = _write(
+        [source, target],
+        [
+            _line(
+                source,
+                kind=LedgerEntry.Kind.TRANSFER_OUT,
+                amount=amount,
+                now=now,
+                category=category,
+                description=note or f"To {recipient.get_full_name()}",
+                counterparty=recipient,
+                transfer=transfer,
+            ),
+            _line(
+                target,
+                kind=LedgerEntry.Kind.TRANSFER_IN,
+                amount=amount,
+                now=now,
+                category=category,
+                description=note or f"From {sender.get_full_name()}",
+                counterparty=sender,
+                transfer=transfer,
+            ),
+        ],
+    )
+    audit_entry = audit_append(
+        actor=sender,
+        action="transfer.create",
+        entity_type="transfer",
+        entity_id=transfer.pk,
+        data={
+            "reference": transfer.reference,
+            "amount": format_paise(amount),
+            "recipient": recipient.quickpe_id,
+            "category": category,
+        },
+        request=request,
+    )
+    return AppliedTransfer(
+        movement=Movement(entry=debit, wallet=source, transfer=transfer),
+        credit=credit,
+        audit_entry=audit_entry,
+    )
+
+
+def transfer_sent_notification(transfer: Transfer) -> Notification:
+    return Notification(
+        user=transfer.sender,
+        kind=Notification.Kind.TRANSFER_SENT,
+        title=f"You sent {format_inr(transfer.amount)} to {transfer.recipient.get_full_name()}",
+        body=transfer.note,
+        data={"transfer_id": transfer.pk, "reference": transfer.reference},
+    )
 
 
 def transfer_create(
@@ -289,85 +408,22 @@ def transfer_create(
     category: str = Category.TRANSFER,
     request=None,
 ) -> Movement:
-    """Move ``amount`` from sender to recipient: both balances, both ledger lines and the audit
-    entry commit together or not at all. Keeps: no self-transfer, neither wallet frozen,
-    sender balance >= 0, per-transaction and daily outgoing limits, the recipient's balance
-    cap. Locks: both wallets, in primary-key order, in one query."""
-    if sender.pk == recipient.pk:
-        raise SelfTransfer()
-    limits.check_amount(amount)
+    """Move ``amount`` from sender to recipient: both balances, both ledger lines, the audit
+    entry, both notifications and both parties' events commit together or not at all. Keeps
+    and locks what ``transfer_apply`` does."""
     with transaction.atomic(savepoint=False):
-        wallets = wallets_lock(user_ids=[sender.pk, recipient.pk])
-        source, target = wallets[sender.pk], wallets[recipient.pk]
-        _ensure_active(source, target)
-        now = timezone.now()
-        today = limits.business_day(now)
-        limits.check_outgoing(source, amount, today)
-        if source.balance < amount:
-            raise InsufficientFunds()
-        limits.check_balance_cap(target, amount, is_own_wallet=False)
-        [transfer] = insert_models(
-            [
-                Transfer(
-                    reference=new_reference("TRF"),
-                    sender=sender,
-                    recipient=recipient,
-                    amount=amount,
-                    note=note,
-                    category=category,
-                    created_at=now,
-                )
-            ]
-        )
-        limits.record(source, today, outgoing=amount)
-        description = note or f"To {recipient.get_full_name()}"
-        debit, credit = _write(
-            [source, target],
-            [
-                _line(
-                    source,
-                    kind=LedgerEntry.Kind.TRANSFER_OUT,
-                    amount=amount,
-                    now=now,
-                    category=category,
-                    description=description,
-                    counterparty=recipient,
-                    transfer=transfer,
-                ),
-                _line(
-                    target,
-                    kind=LedgerEntry.Kind.TRANSFER_IN,
-                    amount=amount,
-                    now=now,
-                    category=category,
-                    description=note or f"From {sender.get_full_name()}",
-                    counterparty=sender,
-                    transfer=transfer,
-                ),
-            ],
-        )
-        audit_entry = audit_append(
-            actor=sender,
-            action="transfer.create",
-            entity_type="transfer",
-            entity_id=transfer.pk,
-            data={
-                "reference": transfer.reference,
-                "amount": format_paise(amount),
-                "recipient": recipient.quickpe_id,
-                "category": category,
-            },
+        applied = transfer_apply(
+            sender=sender,
+            recipient=recipient,
+            amount=amount,
+            note=note,
+            category=category,
             request=request,
         )
+        transfer = applied.movement.transfer
         notices = notifications_create(
             [
-                Notification(
-                    user=sender,
-                    kind=Notification.Kind.TRANSFER_SENT,
-                    title=f"You sent {format_inr(amount)} to {recipient.get_full_name()}",
-                    body=note,
-                    data={"transfer_id": transfer.pk, "reference": transfer.reference},
-                ),
+                transfer_sent_notification(transfer),
                 Notification(
                     user=recipient,
                     kind=Notification.Kind.TRANSFER_RECEIVED,
@@ -377,11 +433,8 @@ def transfer_create(
                 ),
             ]
         )
-        events_emit(
-            _movement_events(notices, (sender.pk, debit), (recipient.pk, credit)),
-            audit=[audit_entry],
-        )
-    return Movement(entry=debit, wallet=source, transfer=transfer)
+        events_emit(applied.events(notices), audit=[applied.audit_entry])
+    return applied.movement
 
 
 def wallet_set_status(*, wallet: Wallet, status: str, actor: User, reason: str = "", request=None):

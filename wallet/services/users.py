@@ -5,7 +5,6 @@ from django.contrib.auth import authenticate
 from django.contrib.auth.password_validation import validate_password
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import IntegrityError, transaction
-from rest_framework_simplejwt.token_blacklist.models import BlacklistedToken, OutstandingToken
 from rest_framework_simplejwt.tokens import RefreshToken
 
 from audit.services import audit_append
@@ -14,6 +13,7 @@ from quickpe.errors import InvalidCredentials, QuickPeError
 from quickpe.jobs import dispatch_after_commit
 from wallet.models import User, Wallet
 from wallet.references import new_quickpe_id
+from wallet.services import sessions
 
 
 def _audit(*, events: dict | None = None, **entry):
@@ -116,13 +116,18 @@ def user_create(
     return user
 
 
-def tokens_issue(user: User) -> dict[str, str]:
-    refresh = RefreshToken.for_user(user)  # also records it as outstanding, for revocation
-    return {"access": str(refresh.access_token), "refresh": str(refresh)}
+def tokens_issue(user: User, *, request=None) -> dict[str, str]:
+    """A token pair on a new device session, without a sign-in (signup's first device)."""
+    with transaction.atomic():
+        tokens, _session, _events = sessions.session_start(
+            user=user, request=request, is_signin=False
+        )
+    return tokens
 
 
 def user_signin(*, email: str, password: str, request=None) -> tuple[User, dict[str, str]]:
-    """Check the password and issue tokens; a failure is audited and raises InvalidCredentials."""
+    """Check the password and open a device session (a first sign-in from a device sends a
+    ``security`` notification); a failure is audited and raises InvalidCredentials."""
     email = normalize_email(email)
     user = authenticate(request, username=email, password=password)
     with transaction.atomic():
@@ -135,14 +140,16 @@ def user_signin(*, email: str, password: str, request=None) -> tuple[User, dict[
                 request=request,
             )
         else:
+            tokens, session, events = sessions.session_start(user=user, request=request)
             _audit(
+                events=events,
                 actor=user,
                 action="user.signin",
                 entity_type="user",
                 entity_id=user.pk,
+                data={"session_id": session.pk, "device": session.device},
                 request=request,
             )
-            tokens = tokens_issue(user)
     if user is None:
         raise InvalidCredentials()
     return user, tokens
@@ -153,6 +160,7 @@ def user_signout(*, refresh: RefreshToken, request=None) -> None:
     user = User.objects.filter(pk=refresh.payload.get("user_id")).first()
     with transaction.atomic():
         refresh.blacklist()
+        sessions.session_end(refresh=refresh)
         _audit(
             actor=user,
             action="user.signout",
@@ -162,32 +170,24 @@ def user_signout(*, refresh: RefreshToken, request=None) -> None:
         )
 
 
-def tokens_revoke_all(*, user: User) -> int:
-    """Blacklist every outstanding refresh token of the user; returns how many were live."""
-    live = OutstandingToken.objects.filter(user=user).exclude(blacklistedtoken__isnull=False)
-    revoked = BlacklistedToken.objects.bulk_create(
-        [BlacklistedToken(token=token) for token in live], ignore_conflicts=True
-    )
-    return len(revoked)
-
-
-def user_password_change(*, user: User, old_password: str, new_password: str, request=None) -> None:
-    """Change the password and revoke every refresh token of the user, in one transaction."""
+def user_password_change(
+    *,
+    user: User,
+    old_password: str,
+    new_password: str,
+    current_session_id: int | None = None,
+    request=None,
+) -> None:
+    """Change the password, sign every other device out and revoke every refresh token of the
+    user (this device's too: it keeps its access token until that expires), in one
+    transaction. Locks: the user's row, the audit chain head."""
     if not user.check_password(old_password):
-        raise WrongPassword(
-            errors=[
-                {
-                    "field": "old_password",
-                    "code": "invalid_password",
-                    "detail": WrongPassword.default_detail,
-                }
-            ]
-        )
+        raise WrongPassword.on_field("old_password")
     password_check(new_password, user=user, field="new_password")
     with transaction.atomic():
         user.set_password(new_password)
         user.save(update_fields=["password"])
-        revoked = tokens_revoke_all(user=user)
+        revoked = sessions.sessions_revoke_all(user=user, keep_session_id=current_session_id)
         user_id, notice = security_notification(
             user=user,
             title="Your password was changed",
@@ -228,8 +228,8 @@ def user_admin_update(*, actor: User, user: User, changed: list[str], request=No
     """Record a change support staff made to an account in the admin (already saved by the
     admin in this request's transaction). Passwords are named, never recorded."""
     with transaction.atomic():
-        if "password" in changed:
-            tokens_revoke_all(user=user)
+        if "password" in changed or ("is_active" in changed and not user.is_active):
+            sessions.sessions_revoke_all(user=user)
         _audit(
             actor=actor,
             action="admin.user_change",

@@ -1,0 +1,284 @@
+"""Money requests: ask someone to pay you; they pay or decline, you cancel, or it expires.
+
+Every change locks the request's row first (a payment then locks the wallets), so two changes
+of one request queue and the second sees the first's outcome: ``money_request_pay`` moves
+money once however many times it is called at the same moment. Lock order: request rows,
+wallets, audit chain head, event streams.
+"""
+
+from datetime import timedelta
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import Q
+from django.utils import timezone
+
+from audit.services import audit_append
+from notifications.models import Notification
+from notifications.services import events_emit, notifications_create
+from quickpe.errors import InvalidState, NotAllowed, NotFound, QuickPeError, WalletFrozen
+from quickpe.money import format_inr, format_paise
+from wallet import limits
+from wallet.models import MoneyRequest, Transfer, User, Wallet
+from wallet.representations import money_request_data
+from wallet.services.money import (
+    AppliedTransfer,
+    active_user_find,
+    transfer_apply,
+    transfer_sent_notification,
+)
+
+EXPIRY_BATCH = 200
+
+
+class PayerNotFound(QuickPeError):
+    status, code = 404, "payer_not_found"
+    default_detail = "No active QuickPe user has that QuickPe ID or email."
+
+
+class SelfRequest(QuickPeError):
+    status, code = 400, "self_request"
+    default_detail = "You cannot request money from yourself."
+
+
+def _update_events(money_request: MoneyRequest, now) -> dict[int, list]:
+    """``money_request:update`` for both parties."""
+    event = ("money_request:update", {"money_request": money_request_data(money_request, now=now)})
+    return {money_request.requester_id: [event], money_request.payer_id: [event]}
+
+
+def _merge(*event_maps: dict[int, list]) -> dict[int, list]:
+    merged: dict[int, list] = {}
+    for events in event_maps:
+        for user_id, items in events.items():
+            merged.setdefault(user_id, []).extend(items)
+    return merged
+
+
+def _notices_by_user(notices) -> dict[int, list]:
+    return _merge(*({user_id: [event]} for user_id, event in notices))
+
+
+def _audit(money_request: MoneyRequest, *, actor: User | None, action: str, request=None):
+    return audit_append(
+        actor=actor,
+        action=f"money_request.{action}",
+        entity_type="money_request",
+        entity_id=money_request.pk,
+        data={
+            "amount": format_paise(money_request.amount),
+            "requester": money_request.requester.quickpe_id,
+            "payer": money_request.payer.quickpe_id,
+            "status": money_request.status,
+        },
+        request=request,
+    )
+
+
+def payer_resolve(*, identifier: str) -> User:
+    payer = active_user_find(identifier=identifier)
+    if payer is None:
+        raise PayerNotFound.on_field("payer")
+    return payer
+
+
+def money_request_create(
+    *, requester: User, payer: User, amount: int, note: str = "", request=None
+) -> MoneyRequest:
+    """Ask ``payer`` for ``amount``. Keeps: not to oneself, the per-transaction limits (a
+    request that could never be paid is refused now), the requester's wallet not frozen.
+    Notifies the payer; both parties get ``money_request:update``."""
+    if requester.pk == payer.pk:
+        raise SelfRequest.on_field("payer")
+    limits.check_amount(amount)
+    if Wallet.objects.filter(user=requester, status=Wallet.Status.FROZEN).exists():
+        raise WalletFrozen()
+    now = timezone.now()
+    with transaction.atomic(durable=True):
+        money_request = MoneyRequest.objects.create(
+            requester=requester,
+            payer=payer,
+            amount=amount,
+            note=note,
+            created_at=now,
+            expires_at=now + timedelta(days=settings.QUICKPE_MONEY_REQUEST_DAYS),
+        )
+        entry = _audit(money_request, actor=requester, action="create", request=request)
+        notices = notifications_create(
+            [
+                Notification(
+                    user=payer,
+                    kind=Notification.Kind.MONEY_REQUEST,
+                    title=f"{requester.get_full_name()} requests {format_inr(amount)}",
+                    body=note,
+                    data={"money_request_id": money_request.pk},
+                )
+            ]
+        )
+        events_emit(
+            _merge(_update_events(money_request, now), _notices_by_user(notices)), audit=[entry]
+        )
+    return money_request
+
+
+def _lock(*, money_request_id: int, user: User) -> MoneyRequest:
+    """Lock a request the user takes part in; anyone else's is NotFound (never leak it)."""
+    found = (
+        MoneyRequest.objects.select_for_update(of=("self",))
+        .select_related("requester", "payer")
+        .filter(Q(payer=user) | Q(requester=user), pk=money_request_id)
+        .first()
+    )
+    if found is None:
+        raise NotFound("No such money request.")
+    return found
+
+
+def _require(money_request: MoneyRequest, *, user: User, role: str, now) -> None:
+    if getattr(money_request, f"{role}_id") != user.pk:
+        raise NotAllowed(f"Only the {role} can do this.")
+    status = money_request.current_status(now)
+    if status != MoneyRequest.Status.PENDING:
+        raise InvalidState(f"This request is {status}; only a pending request can change.")
+
+
+def _resolve(money_request: MoneyRequest, status: str, now, transfer: Transfer | None = None):
+    money_request.status = status
+    money_request.resolved_at = now
+    money_request.transfer = transfer
+    money_request.save(update_fields=["status", "resolved_at", "transfer"])
+
+
+def money_request_pay(
+    *, user: User, money_request_id: int, request=None
+) -> tuple[MoneyRequest, AppliedTransfer]:
+    """The payer pays a pending request: a transfer under every transfer rule (limits, frozen
+    wallets, funds) and the request marked ``paid`` with it, in the caller's transaction (the
+    idempotency key's). Locks: the request, then what ``transfer_apply`` locks."""
+    with transaction.atomic(savepoint=False):
+        money_request = _lock(money_request_id=money_request_id, user=user)
+        now = timezone.now()
+        _require(money_request, user=user, role="payer", now=now)
+        requester = money_request.requester
+        applied = transfer_apply(
+            sender=user,
+            recipient=requester,
+            amount=money_request.amount,
+            note=money_request.note or f"Request from {requester.get_full_name()}",
+            request=request,
+        )
+        _resolve(money_request, MoneyRequest.Status.PAID, now, applied.movement.transfer)
+        entry = _audit(money_request, actor=user, action="pay", request=request)
+        notices = notifications_create(
+            [
+                transfer_sent_notification(applied.movement.transfer),
+                Notification(
+                    user=requester,
+                    kind=Notification.Kind.MONEY_REQUEST_PAID,
+                    title=f"{user.get_full_name()} paid your request of "
+                    f"{format_inr(money_request.amount)}",
+                    body=money_request.note,
+                    data={
+                        "money_request_id": money_request.pk,
+                        "transfer_id": applied.movement.transfer.pk,
+                    },
+                ),
+            ]
+        )
+        events_emit(
+            _merge(applied.events(notices), _update_events(money_request, now)),
+            audit=[applied.audit_entry, entry],
+        )
+    return money_request, applied
+
+
+def _close(*, user: User, money_request_id: int, role: str, status: str, notice, request):
+    """Decline or cancel: the one party allowed turns a pending request into ``status`` and
+    the other party is told. Locks: the request, then the audit chain head."""
+    with transaction.atomic(durable=True):
+        money_request = _lock(money_request_id=money_request_id, user=user)
+        now = timezone.now()
+        _require(money_request, user=user, role=role, now=now)
+        _resolve(money_request, status, now)
+        entry = _audit(money_request, actor=user, action=status, request=request)
+        notices = notifications_create([notice(money_request)])
+        events_emit(
+            _merge(_update_events(money_request, now), _notices_by_user(notices)), audit=[entry]
+        )
+    return money_request
+
+
+def money_request_decline(*, user: User, money_request_id: int, request=None) -> MoneyRequest:
+    """The payer declines a pending request; the requester is notified."""
+    return _close(
+        user=user,
+        money_request_id=money_request_id,
+        role="payer",
+        status=MoneyRequest.Status.DECLINED,
+        notice=lambda money_request: Notification(
+            user=money_request.requester,
+            kind=Notification.Kind.MONEY_REQUEST_DECLINED,
+            title=f"{user.get_full_name()} declined your request of "
+            f"{format_inr(money_request.amount)}",
+            body=money_request.note,
+            data={"money_request_id": money_request.pk},
+        ),
+        request=request,
+    )
+
+
+def money_request_cancel(*, user: User, money_request_id: int, request=None) -> MoneyRequest:
+    """The requester withdraws a pending request; the payer is notified."""
+    return _close(
+        user=user,
+        money_request_id=money_request_id,
+        role="requester",
+        status=MoneyRequest.Status.CANCELLED,
+        notice=lambda money_request: Notification(
+            user=money_request.payer,
+            kind=Notification.Kind.MONEY_REQUEST,
+            title=f"{user.get_full_name()} cancelled their request of "
+            f"{format_inr(money_request.amount)}",
+            body=money_request.note,
+            data={"money_request_id": money_request.pk},
+        ),
+        request=request,
+    )
+
+
+def money_requests_expire(*, now=None) -> int:
+    """Write down the expiry of pending requests past their deadline, a batch per transaction,
+    telling both parties. Requests a user is changing right now are skipped (SKIP LOCKED) and
+    picked up next run; meanwhile they already read as expired. Returns how many expired."""
+    now = now or timezone.now()
+    expired = 0
+    while True:
+        with transaction.atomic(durable=True):
+            batch = list(
+                MoneyRequest.objects.select_for_update(of=("self",), skip_locked=True)
+                .select_related("requester", "payer")
+                .filter(status=MoneyRequest.Status.PENDING, expires_at__lte=now)
+                .order_by("expires_at", "pk")[:EXPIRY_BATCH]
+            )
+            if not batch:
+                return expired
+            entries, events, notifications = [], [], []
+            for money_request in batch:
+                _resolve(money_request, MoneyRequest.Status.EXPIRED, money_request.expires_at)
+                entries.append(_audit(money_request, actor=None, action="expire"))
+                events.append(_update_events(money_request, now))
+                notifications.append(
+                    Notification(
+                        user=money_request.requester,
+                        kind=Notification.Kind.MONEY_REQUEST,
+                        title=f"Your request of {format_inr(money_request.amount)} to "
+                        f"{money_request.payer.get_full_name()} expired",
+                        body=money_request.note,
+                        data={"money_request_id": money_request.pk},
+                    )
+                )
+            notices = notifications_create(notifications)
+            events_emit(_merge(*events, _notices_by_user(notices)), audit=entries)
+            expired += len(batch)
+        if len(batch) < EXPIRY_BATCH:
+            return expired

@@ -1,0 +1,237 @@
+"""Device sessions: every sign-in is one, holding the id of its current refresh token.
+
+A refresh token works only while its session is active and it is the session's *current*
+token: the check and the rotation happen under the session's row lock, so a token can be used
+once, even by two requests at the same instant. Revoking a session also stops the access tokens
+that carry its id (``sid``), because API and WebSocket authentication look the session up.
+"""
+
+import hashlib
+
+from django.conf import settings
+from django.db import connection, transaction
+from django.utils import timezone
+from rest_framework_simplejwt.exceptions import TokenError
+from rest_framework_simplejwt.token_blacklist.models import BlacklistedToken, OutstandingToken
+from rest_framework_simplejwt.tokens import RefreshToken
+from rest_framework_simplejwt.utils import datetime_from_epoch
+from ua_parser import parse as parse_user_agent
+
+from audit.services import audit_append
+from notifications.services import events_emit, security_notification
+from quickpe.errors import NotFound, QuickPeError
+from quickpe.request_meta import client_ip, user_agent
+from wallet.models import DeviceSession, User
+
+SESSION_CLAIM = "sid"
+
+
+class TokenRevoked(QuickPeError):
+    status, code = 401, "invalid_token"
+    default_detail = "The refresh token is invalid, expired or revoked."
+
+
+def describe_device(agent: str) -> tuple[str, str]:
+    """A readable device name ("Chrome on Windows") and the key new-device checks compare."""
+    parsed = parse_user_agent(agent) if agent else None
+    browser = parsed.user_agent.family if parsed and parsed.user_agent else ""
+    system = parsed.os.family if parsed and parsed.os else ""
+    hardware = parsed.device.family if parsed and parsed.device else ""
+    if hardware in ("Other", "Spider"):
+        hardware = ""
+    if not browser and not system:
+        name = "Unknown device"
+    elif browser and system:
+        name = f"{browser} on {system}"
+    else:
+        name = browser or system
+    if hardware and hardware not in name:
+        name = f"{name} ({hardware})"
+    key = hashlib.sha256(f"{browser}\0{system}\0{hardware}".lower().encode()).hexdigest()
+    return name[:120], key
+
+
+def _lock_user(user: User) -> None:
+    """Serialize session changes of one user (sign-ins racing for the session cap)."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT id FROM wallet_user WHERE id = %s FOR UPDATE", [user.pk])
+
+
+def _new_refresh(user_id: int, session_id: int | None = None) -> RefreshToken:
+    refresh = RefreshToken()
+    refresh[settings.SIMPLE_JWT["USER_ID_CLAIM"]] = str(user_id)
+    if session_id is not None:
+        refresh[SESSION_CLAIM] = session_id
+    return refresh
+
+
+def _outstand(refresh: RefreshToken, user_id: int) -> None:
+    """Record the token as simplejwt's blacklist app does, so staff see every token issued."""
+    OutstandingToken.objects.create(
+        user_id=user_id,
+        jti=refresh["jti"],
+        token=str(refresh),
+        created_at=refresh.current_time,
+        expires_at=datetime_from_epoch(refresh["exp"]),
+    )
+
+
+def _blacklist(jtis: list[str]) -> None:
+    tokens = OutstandingToken.objects.filter(jti__in=jtis)
+    BlacklistedToken.objects.bulk_create(
+        [BlacklistedToken(token=token) for token in tokens], ignore_conflicts=True
+    )
+
+
+def _pair(refresh: RefreshToken) -> dict[str, str]:
+    return {"access": str(refresh.access_token), "refresh": str(refresh)}
+
+
+def _revoke(sessions: list[DeviceSession], now) -> None:
+    DeviceSession.objects.filter(pk__in=[s.pk for s in sessions]).update(revoked_at=now)
+    _blacklist([session.refresh_jti for session in sessions])
+
+
+def session_start(*, user: User, request=None, is_signin: bool = True):
+    """Open a device session and issue its token pair, in the caller's transaction.
+
+    Returns ``(tokens, session, events)``: ``events`` holds the ``security`` notification of
+    a sign-in from a device this user never signed in from (none at signup, the first device),
+    for the caller to emit with its audit entry. Keeps: at most QUICKPE_MAX_SESSIONS active
+    sessions, the oldest revoked first. Locks: the user's row.
+    """
+    assert connection.in_atomic_block, "a session is opened with the sign-in that audits it"
+    _lock_user(user)
+    now = timezone.now()
+    agent = user_agent(request) if request is not None else ""
+    device, device_key = describe_device(agent)
+    is_new_device = (
+        is_signin and not DeviceSession.objects.filter(user=user, device_key=device_key).exists()
+    )
+    refresh = _new_refresh(user.pk)
+    session = DeviceSession.objects.create(
+        user=user,
+        device=device,
+        device_key=device_key,
+        user_agent=agent,
+        ip=client_ip(request) if request is not None else None,
+        refresh_jti=refresh["jti"],
+        created_at=now,
+        last_used_at=now,
+        expires_at=datetime_from_epoch(refresh["exp"]),
+    )
+    refresh[SESSION_CLAIM] = session.pk
+    _outstand(refresh, user.pk)
+    beyond_cap = list(
+        active_sessions(user=user, now=now).order_by("-created_at", "-pk")[
+            settings.QUICKPE_MAX_SESSIONS :
+        ]
+    )
+    if beyond_cap:
+        _revoke(beyond_cap, now)
+    events = {}
+    if is_new_device:
+        user_id, notice = security_notification(
+            user=user,
+            title=f"New sign-in on {device}",
+            body=f"From {session.ip or 'an unknown address'}. If this was not you, change your "
+            "password and sign the device out in Settings.",
+            data={"session_id": session.pk, "device": device, "ip": session.ip},
+        )
+        events = {user_id: [notice]}
+    return _pair(refresh), session, events
+
+
+def active_sessions(*, user: User, now=None):
+    now = now or timezone.now()
+    return DeviceSession.objects.filter(user=user, revoked_at__isnull=True, expires_at__gt=now)
+
+
+def session_refresh(*, raw: str, request=None) -> dict[str, str]:
+    """Rotate a refresh token: the one sent stops working and a new pair is returned.
+
+    Keeps: only the session's current token rotates (a used, revoked or foreign one is
+    ``TokenRevoked``), once. Locks: the session row."""
+    try:
+        refresh = RefreshToken(raw)  # signature, expiry, type and simplejwt's blacklist
+        user_id = int(refresh[settings.SIMPLE_JWT["USER_ID_CLAIM"]])
+        session_id = int(refresh[SESSION_CLAIM])
+    except (TokenError, KeyError, TypeError, ValueError):
+        raise TokenRevoked() from None
+    now = timezone.now()
+    with transaction.atomic(durable=True):
+        session = (
+            DeviceSession.objects.select_for_update()
+            .filter(
+                pk=session_id,
+                user_id=user_id,
+                user__is_active=True,
+                revoked_at__isnull=True,
+                expires_at__gt=now,
+            )
+            .first()
+        )
+        if session is None or session.refresh_jti != refresh["jti"]:
+            raise TokenRevoked()
+        _blacklist([session.refresh_jti])
+        rotated = _new_refresh(user_id, session.pk)
+        _outstand(rotated, user_id)
+        session.refresh_jti = rotated["jti"]
+        session.last_used_at = now
+        session.expires_at = datetime_from_epoch(rotated["exp"])
+        if request is not None:
+            session.ip = client_ip(request)
+        session.save(update_fields=["refresh_jti", "last_used_at", "expires_at", "ip"])
+    return _pair(rotated)
+
+
+def session_end(*, refresh: RefreshToken) -> None:
+    """Sign-out: revoke the session whose current refresh token this is (caller's transaction)."""
+    session = DeviceSession.objects.filter(
+        pk=refresh.get(SESSION_CLAIM), refresh_jti=refresh["jti"], revoked_at__isnull=True
+    ).first()
+    if session is not None:
+        _revoke([session], timezone.now())
+
+
+def session_revoke(*, user: User, session_id: int, request=None) -> DeviceSession:
+    """Revoke one of the user's active sessions: its refresh token and access tokens stop
+    working at once. Another user's session, or an ended one, is NotFound. Locks: the user's
+    row, then the audit chain head."""
+    with transaction.atomic(durable=True):
+        _lock_user(user)
+        session = active_sessions(user=user).filter(pk=session_id).first()
+        if session is None:
+            raise NotFound("No such session.")
+        _revoke([session], timezone.now())
+        entry = audit_append(
+            actor=user,
+            action="session.revoke",
+            entity_type="session",
+            entity_id=session.pk,
+            data={"device": session.device},
+            request=request,
+        )
+        events_emit({}, audit=[entry])
+    return session
+
+
+def sessions_revoke_all(*, user: User, keep_session_id: int | None = None) -> int:
+    """Revoke every session of the user (but ``keep_session_id``, whose access token keeps
+    working until it expires) and blacklist every refresh token, the kept session's included:
+    the contract says a password change revokes them all. Returns how many tokens were live."""
+    now = timezone.now()
+    _lock_user(user)
+    DeviceSession.objects.filter(user=user, revoked_at__isnull=True).exclude(
+        pk=keep_session_id
+    ).update(revoked_at=now)
+    if keep_session_id is not None:
+        # Its refresh token is gone, so the session ends when its access token does.
+        DeviceSession.objects.filter(pk=keep_session_id, revoked_at__isnull=True).update(
+            expires_at=now + settings.SIMPLE_JWT["ACCESS_TOKEN_LIFETIME"]
+        )
+    live = OutstandingToken.objects.filter(user=user).exclude(blacklistedtoken__isnull=False)
+    revoked = BlacklistedToken.objects.bulk_create(
+        [BlacklistedToken(token=token) for token in live], ignore_conflicts=True
+    )
+    return len(revoked)
