@@ -74,8 +74,9 @@ class Redis:
 class Stack:
     """gunicorn + two daphne processes + a Celery worker on the current test database."""
 
-    def __init__(self, directory: Path):
+    def __init__(self, directory: Path, **environment: str):
         self.directory = directory
+        self.extra_environment = environment
         self.redis = Redis(directory)
         self.http_port = free_port()
         self.ws_ports = [free_port(), free_port()]
@@ -100,6 +101,7 @@ class Stack:
             "SECURE_COOKIES": "false",
             "DATABASE_CONN_MAX_AGE": "0",
             "PYTHONUNBUFFERED": "1",
+            **self.extra_environment,
         }
 
     def _spawn(self, name: str, *args: str):
@@ -112,7 +114,9 @@ class Stack:
             stderr=subprocess.STDOUT,
         )
 
-    def start(self):
+    def start(self, *, web_only: bool = False):
+        """Start everything, or with ``web_only`` just Redis and gunicorn (two workers, each
+        access-log line naming the worker's pid)."""
         try:
             self.redis.start()
             self._spawn(
@@ -123,7 +127,14 @@ class Stack:
                 f"127.0.0.1:{self.http_port}",
                 "--workers",
                 "2",
+                "--access-logfile",
+                str(self.directory / "access.log"),
+                "--access-logformat",
+                "%(p)s %(s)s %(U)s",
             )
+            if web_only:
+                wait_until(lambda: self.get("/health/live")[0] == 200, what="gunicorn")
+                return self
             for index, port in enumerate(self.ws_ports, start=1):
                 self._spawn(
                     f"ws{index}",
@@ -173,15 +184,25 @@ class Stack:
             f"--- {path.name}\n{path.read_text()[-3000:]}" for path in self.directory.glob("*.log")
         )
 
+    def access_log(self) -> list[tuple[str, int, str]]:
+        """(worker pid, status, path) of every request served so far."""
+        lines = (self.directory / "access.log").read_text().splitlines()
+        return [(pid, int(status), path) for pid, status, path in map(str.split, lines)]
+
     def ws_url(self, index: int) -> str:
         return f"ws://127.0.0.1:{self.ws_ports[index]}/ws/events/"
 
     def request(self, method: str, path: str, body=None, token=None, key=None):
+        status, body, _headers = self.exchange(method, path, body, token=token, key=key)
+        return status, body
+
+    def exchange(self, method: str, path: str, body=None, *, token=None, key=None, headers=None):
+        """One request on its own connection: (status, JSON body, response headers)."""
         request = urllib.request.Request(  # noqa: S310 - loopback only
             f"http://127.0.0.1:{self.http_port}{path}",
             method=method,
             data=json.dumps(body).encode() if body is not None else None,
-            headers={"Content-Type": "application/json"},
+            headers={"Content-Type": "application/json", **(headers or {})},
         )
         if token:
             request.add_header("Authorization", f"Bearer {token}")
@@ -189,11 +210,11 @@ class Stack:
             request.add_header("Idempotency-Key", key)
         try:
             with urllib.request.urlopen(request, timeout=15) as response:  # noqa: S310
-                return response.status, json.loads(response.read() or b"null")
+                return response.status, json.loads(response.read() or b"null"), response.headers
         except urllib.error.HTTPError as error:
-            return error.code, json.loads(error.read() or b"null")
+            return error.code, json.loads(error.read() or b"null"), error.headers
         except (urllib.error.URLError, ConnectionError):
-            return 0, None
+            return 0, None, {}
 
     def get(self, path: str, token=None):
         return self.request("GET", path, token=token)
