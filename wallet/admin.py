@@ -6,7 +6,15 @@ from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
 
 from quickpe.admin import ReadOnlyAdmin
 from quickpe.money import format_inr
-from wallet.models import IdempotencyKey, LedgerEntry, Transfer, User, Wallet
+from wallet.models import (
+    DeviceSession,
+    IdempotencyKey,
+    LedgerEntry,
+    MoneyRequest,
+    Transfer,
+    User,
+    Wallet,
+)
 from wallet.services.money import wallet_set_status
 from wallet.services.users import user_admin_update, user_create
 
@@ -121,3 +129,24 @@ class TransferAdmin(ReadOnlyAdmin):
 @admin.register(IdempotencyKey)
 class IdempotencyKeyAdmin(ReadOnlyAdmin):
     list_display = ["user", "key", "response_status", "created_at"]
+
+
+@admin.register(MoneyRequest)
+class MoneyRequestAdmin(ReadOnlyAdmin):
+    list_display = ["pk", "requester", "payer", "amount_inr", "status", "created_at", "expires_at"]
+    list_filter = ["status"]
+    list_select_related = ["requester", "payer"]
+    search_fields = ["requester__quickpe_id", "payer__quickpe_id", "requester__email"]
+    date_hierarchy = "created_at"
+
+    @admin.display(description="amount")
+    def amount_inr(self, money_request):
+        return format_inr(money_request.amount)
+
+
+@admin.register(DeviceSession)
+class DeviceSessionAdmin(ReadOnlyAdmin):
+    list_display = ["user", "device", "ip", "created_at", "last_used_at", "revoked_at"]
+    list_select_related = ["user"]
+    search_fields = ["user__quickpe_id", "user__email"]
+    exclude = ["refresh_jti", "device_key"]

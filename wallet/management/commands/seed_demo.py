@@ -5,6 +5,7 @@ from django.db import transaction
 
 from wallet.models import User
 from wallet.services.money import deposit_create, transfer_create, withdrawal_create
+from wallet.services.requests import money_request_create, money_request_decline
 from wallet.services.users import user_create
 
 DEMO_PASSWORD = "quickpe-demo-2026"  # noqa: S105 - published demo credential, local data only
@@ -23,6 +24,7 @@ class Command(BaseCommand):
         if not User.objects.filter(email=PEOPLE[0][0]).exists():
             with transaction.atomic():
                 self._create()
+            self._requests()  # each request is its own (durable) transaction
         lines = [f"Demo sign-ins (password for all: {DEMO_PASSWORD}):"]
         for email, first, _last in PEOPLE:
             user = User.objects.get(email=email)
@@ -58,3 +60,10 @@ class Command(BaseCommand):
             category="entertainment",
         )
         withdrawal_create(user=asha, amount=5_000_00, description="To bank account")
+
+    def _requests(self):
+        asha, ravi, meera = (User.objects.get(email=email) for email, _first, _last in PEOPLE)
+        money_request_create(requester=ravi, payer=asha, amount=300_00, note="Movie tickets")
+        money_request_create(requester=asha, payer=meera, amount=1_250_00, note="Groceries")
+        declined = money_request_create(requester=meera, payer=ravi, amount=99_00, note="Snacks")
+        money_request_decline(user=ravi, money_request_id=declined.pk)
