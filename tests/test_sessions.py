@@ -1,11 +1,17 @@
 """Device sessions: every sign-in is one; listing, revoking, the cap, new-device notices, and
 what a password change does to them."""
 
+import json
+import uuid
+
 import pytest
+from asgiref.sync import async_to_sync, sync_to_async
+from channels.testing import WebsocketCommunicator
 from rest_framework.test import APIClient
 
 from audit.models import AuditEntry
 from notifications.models import Event, Notification
+from quickpe.asgi import application
 from tests.conftest import PASSWORD, make_user
 from tests.test_auth_api import assert_problem
 from tests.test_concurrency import run_threads
@@ -163,6 +169,35 @@ def test_a_new_device_gets_a_security_notification_and_a_known_one_does_not(db):
     assert notice.data["device"] == "Mobile Safari on iOS (iPhone)"
     event = Event.objects.filter(user=user, type="notification:new").order_by("seq").last()
     assert event.data["notification"]["id"] == notice.pk
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_new_device_notice_arrives_over_the_websocket(settings):
+    layers = json.loads(json.dumps(settings.CHANNEL_LAYERS))
+    layers["default"]["CONFIG"]["prefix"] = f"test-{uuid.uuid4().hex}"
+    settings.CHANNEL_LAYERS = layers
+    user = make_user("Live")
+    laptop = sign_in(user, LAPTOP)
+
+    async def scenario():
+        stream = WebsocketCommunicator(application, f"/ws/events/?token={laptop['access']}")
+        connected, _ = await stream.connect()
+        assert connected
+        hello = await stream.receive_json_from(timeout=5)
+        assert hello["type"] == "hello"
+        await sync_to_async(sign_in)(user, PHONE, "198.51.100.20")
+        frames = [await stream.receive_json_from(timeout=5) for _ in range(2)]
+        await stream.disconnect()
+        return frames
+
+    notice, audit = async_to_sync(scenario)()
+
+    assert notice["type"] == "notification:new"
+    assert notice["data"]["notification"]["kind"] == "security"
+    assert notice["data"]["notification"]["title"] == "New sign-in on Mobile Safari on iOS (iPhone)"
+    assert notice["data"]["notification"]["data"]["ip"] == "198.51.100.20"
+    assert audit["type"] == "audit:new"
+    assert audit["data"]["entry"]["action"] == "user.signin"
 
 
 def test_signup_is_the_first_device_and_sends_no_notice(db):
