@@ -155,7 +155,7 @@ def stop_redis() -> None:
 # --- Command line -------------------------------------------------------------------------
 
 
-def _start_missing() -> tuple[dict[str, str], list]:
+def _start_missing() -> tuple[dict[str, str], list[str]]:
     """Export URLs for whatever the environment does not configure; return what was started."""
     started = []
     environment = {}
@@ -165,19 +165,68 @@ def _start_missing() -> tuple[dict[str, str], list]:
         # Tells settings this URL is the embedded development database, not production.
         environment["QUICKPE_EMBEDDED"] = "1"
         if not was_running:
-            started.append(stop_postgres)
+            started.append("postgres")
     if not os.environ.get("REDIS_URL"):
         was_running = redis_is_running()
         environment["REDIS_URL"] = ensure_redis()
         if not was_running:
-            started.append(stop_redis)
+            started.append("redis")
     return environment, started
 
 
-def run(command: list[str]) -> int:
-    environment, started = _start_missing()
-    child = subprocess.Popen(command, env={**os.environ, **environment})  # noqa: S603
+# Several `run`s may share the services (`make run` in one terminal, `make test` in another):
+# each holds a lease file named by its pid, and services some `run` started are stopped only
+# when the last live lease is released, whichever `run` that is.
+_STOPS = {"postgres": stop_postgres, "redis": stop_redis}
+
+
+def _leases() -> Path:
+    return DATA_DIR / "leases"
+
+
+def _is_alive(pid: int) -> bool:
     try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _take_lease() -> tuple[dict[str, str], Path]:
+    with _file_lock("leases"):
+        environment, started = _start_missing()
+        _leases().mkdir(parents=True, exist_ok=True)
+        marker = _leases() / "started"
+        if started:
+            known = set(marker.read_text().split()) if marker.exists() else set()
+            marker.write_text(" ".join(sorted(known | set(started))))
+        lease = _leases() / f"{os.getpid()}.lease"
+        lease.touch()
+    return environment, lease
+
+
+def _release_lease(lease: Path) -> None:
+    with _file_lock("leases"):
+        lease.unlink(missing_ok=True)
+        others = [
+            path for path in _leases().glob("*.lease") if _is_alive(int(path.name.split(".")[0]))
+        ]
+        if others:
+            return
+        marker = _leases() / "started"
+        for service in marker.read_text().split() if marker.exists() else []:
+            _STOPS[service]()
+        marker.unlink(missing_ok=True)
+        for stale in _leases().glob("*.lease"):  # left by runs that were killed
+            stale.unlink(missing_ok=True)
+
+
+def run(command: list[str]) -> int:
+    environment, lease = _take_lease()
+    try:
+        child = subprocess.Popen(command, env={**os.environ, **environment})  # noqa: S603
         while True:
             try:
                 return child.wait()
@@ -185,8 +234,7 @@ def run(command: list[str]) -> int:
                 # Ctrl-C reaches the whole process group; let the child finish its own shutdown.
                 child.send_signal(signal.SIGINT)
     finally:
-        for stop in started:
-            stop()
+        _release_lease(lease)
 
 
 def main(argv: list[str]) -> int:

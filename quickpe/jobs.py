@@ -5,4 +5,6 @@ from django.db import transaction
 
 
 def dispatch_after_commit(task, *args, **kwargs) -> None:
-    transaction.on_commit(lambda: task.delay(*args, **kwargs))
+    # robust: the change has committed; a broker outage must not turn its response into a 500.
+    # The failure is logged, and periodic jobs pick up what was left undone (exports requeue).
+    transaction.on_commit(lambda: task.delay(*args, **kwargs), robust=True)

@@ -162,6 +162,8 @@ CELERY_BEAT_SCHEDULE = {
     # Requests are also shown expired on access the moment they pass their deadline; the job
     # writes that down (and tells both people) within five minutes.
     "expire-money-requests": {"task": "wallet.money_requests_expire", "schedule": 300},
+    "requeue-stale-exports": {"task": "analytics.exports_requeue_stale", "schedule": 60},
+    "purge-old-exports": {"task": "analytics.exports_purge", "schedule": 3600},
 }
 CELERY_BEAT_SCHEDULE_FILENAME = str(embedded.DATA_DIR / "celerybeat-schedule")
 
@@ -189,6 +191,14 @@ STATIC_ROOT = BASE_DIR / "staticfiles"
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {"BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"},
+    # Built exports. Every web and worker process must see the same files: one host's folder,
+    # or swap the backend for shared storage (django-storages) when workers run elsewhere.
+    "exports": {
+        "BACKEND": "django.core.files.storage.FileSystemStorage",
+        "OPTIONS": {
+            "location": env_str("QUICKPE_EXPORT_DIR") or str(embedded.DATA_DIR / "exports")
+        },
+    },
 }
 # Without collectstatic (tests, a quick shell) serve straight from the apps' folders.
 WHITENOISE_USE_FINDERS = not (STATIC_ROOT / "staticfiles.json").exists()
@@ -255,6 +265,11 @@ QUICKPE_SIGNUP_IP_RATE = env_rate("QUICKPE_SIGNUP_IP_RATE", "20/h")
 
 QUICKPE_MAX_SESSIONS = env_int("QUICKPE_MAX_SESSIONS", 10, minimum=1)
 QUICKPE_MONEY_REQUEST_DAYS = env_int("QUICKPE_MONEY_REQUEST_DAYS", 7, minimum=1)
+
+QUICKPE_EXPORT_RATE = env_rate("QUICKPE_EXPORT_RATE", "10/h")
+QUICKPE_EXPORT_RETENTION_DAYS = env_int("QUICKPE_EXPORT_RETENTION_DAYS", 7, minimum=1)
+# A running export whose worker has not reported for this long is handed to another worker.
+QUICKPE_EXPORT_STALE_SECONDS = env_int("QUICKPE_EXPORT_STALE_SECONDS", 120, minimum=1)
 
 QUICKPE_IDEMPOTENCY_TTL_HOURS = env_int("QUICKPE_IDEMPOTENCY_TTL_HOURS", 24, minimum=1)
 # How long WebSocket events stay replayable (the contract promises at least 24 hours).

@@ -121,3 +121,15 @@ class SigninIPThrottle(SharedRateThrottle):
 class SignupIPThrottle(SigninIPThrottle):
     rate_setting = "QUICKPE_SIGNUP_IP_RATE"
     scope = "signup-ip"
+
+
+class ExportRateThrottle(SharedRateThrottle):
+    """Per user: ``QUICKPE_EXPORT_RATE`` (default 10/h); each export is real work for a worker."""
+
+    rate_setting = "QUICKPE_EXPORT_RATE"
+    scope = "export"
+
+    def identity(self, request, view):
+        if not request.user or not request.user.is_authenticated:
+            return None
+        return str(request.user.pk)

@@ -63,6 +63,27 @@ class Redis:
         )
         wait_until(self.socket.exists, what="redis socket")
 
+    def start_worker(self, name: str):
+        self._spawn(
+            name, "celery", "-A", "quickpe", "worker", "--pool", "solo", "--loglevel", "WARNING"
+        )
+
+    def kill(self, name: str):
+        """SIGKILL: the process gets no chance to clean up or hand its work back."""
+        self.processes[name].kill()
+        self.processes[name].wait(timeout=15)
+
+    def celery_call(self, task: str):
+        """Queue a task by name, as Celery beat would."""
+        subprocess.run(  # noqa: S603
+            [sys.executable, "-m", "celery", "-A", "quickpe", "call", task],
+            cwd=BASE_DIR,
+            env=self.environment(),
+            check=True,
+            capture_output=True,
+            timeout=60,
+        )
+
     def stop(self):
         if self.process is not None:
             self.process.terminate()
@@ -145,17 +166,7 @@ class Stack:
                     str(port),
                     "quickpe.asgi:application",
                 )
-            self._spawn(
-                "worker",
-                "celery",
-                "-A",
-                "quickpe",
-                "worker",
-                "--pool",
-                "solo",
-                "--loglevel",
-                "WARNING",
-            )
+            self.start_worker("worker")
             wait_until(lambda: self.get("/health/live")[0] == 200, what="gunicorn")
             for port in self.ws_ports:
                 wait_until(lambda port=port: _listening(port), what=f"daphne on {port}")
@@ -168,6 +179,27 @@ class Stack:
             self.stop()  # never leave processes behind, whatever interrupted the start
             raise
         return self
+
+    def start_worker(self, name: str):
+        self._spawn(
+            name, "celery", "-A", "quickpe", "worker", "--pool", "solo", "--loglevel", "WARNING"
+        )
+
+    def kill(self, name: str):
+        """SIGKILL: the process gets no chance to clean up or hand its work back."""
+        self.processes[name].kill()
+        self.processes[name].wait(timeout=15)
+
+    def celery_call(self, task: str):
+        """Queue a task by name, as Celery beat would."""
+        subprocess.run(  # noqa: S603
+            [sys.executable, "-m", "celery", "-A", "quickpe", "call", task],
+            cwd=BASE_DIR,
+            env=self.environment(),
+            check=True,
+            capture_output=True,
+            timeout=60,
+        )
 
     def stop(self):
         for process in self.processes.values():

@@ -1,0 +1,360 @@
+"""What goes into an export (a statement or an audit trail) and how it is written (CSV or PDF).
+
+A document is a title, facts (holder, period, opening balance), columns and a stream of rows
+read through a server-side cursor, then closing facts (totals) known only once the rows are
+through. The writers never hold more than one page of rows, so memory stays flat however long
+the period: the CSV goes straight to the file, and the PDF's "page X of Y" uses a form drawn on
+every page and defined at the end, when Y is known.
+"""
+
+import csv
+import io
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import time, timedelta
+from zoneinfo import ZoneInfo
+
+from django.conf import settings
+from reportlab.lib.pagesizes import A4
+from reportlab.pdfbase.pdfmetrics import stringWidth
+from reportlab.pdfgen import canvas
+
+from analytics.models import Export
+from audit.models import AuditEntry
+from quickpe.money import format_inr, format_paise
+from wallet.models import LedgerEntry, Wallet
+
+CHUNK = 2000  # rows fetched per round trip of the server-side cursor
+
+
+@dataclass(frozen=True)
+class Column:
+    title: str
+    width: float  # points, in the PDF
+    is_number: bool = False
+    font: str = "Helvetica"
+
+
+@dataclass
+class Document:
+    title: str
+    facts: list[tuple[str, str]]
+    columns: list[Column]
+    total_rows: int
+    # Each row twice: for the CSV (exact, machine-friendly) and for the PDF (for people).
+    rows: Iterator[tuple[list[str], list[str]]]
+    # Called once the rows are consumed: closing facts, and the CSV's closing rows.
+    closing: Callable[[], tuple[list[tuple[str, str]], list[list[str]]]]
+    csv_header: list[str]
+    opening_rows: list[list[str]] = field(default_factory=list)
+
+
+def _local(moment) -> str:
+    zone = ZoneInfo(settings.QUICKPE_BUSINESS_TIME_ZONE)
+    return moment.astimezone(zone).strftime("%Y-%m-%d %H:%M")
+
+
+def period_label(export: Export) -> str:
+    """The period in Asia/Kolkata time: whole days as "2026-11-01 to 2026-11-30" (the stored
+    end is exclusive), anything else with times."""
+    zone = ZoneInfo(settings.QUICKPE_BUSINESS_TIME_ZONE)
+    start, end = export.period_start.astimezone(zone), export.period_end.astimezone(zone)
+    if start.time() == end.time() == time.min:
+        return f"{start:%Y-%m-%d} to {end - timedelta(days=1):%Y-%m-%d}"
+    return f"{start:%Y-%m-%d %H:%M} to {end:%Y-%m-%d %H:%M} IST"
+
+
+def _amount(paise: int) -> str:
+    return format_inr(paise).replace("₹", "")  # the PDF's fonts have no rupee sign
+
+
+def statement(export: Export) -> Document:
+    user = export.user
+    wallet = Wallet.objects.get(user=user)
+    before = (
+        LedgerEntry.objects.filter(wallet=wallet, created_at__lt=export.period_start)
+        .order_by("-created_at", "-id")
+        .values_list("balance_after", flat=True)
+        .first()
+    )
+    opening = before or 0
+    lines = LedgerEntry.objects.filter(
+        wallet=wallet, created_at__gte=export.period_start, created_at__lt=export.period_end
+    )
+    totals = {"debit": 0, "credit": 0, "balance": opening}
+
+    def rows():
+        for entry in (
+            lines.select_related("counterparty").order_by("created_at", "id").iterator(CHUNK)
+        ):
+            is_credit = entry.direction == LedgerEntry.Direction.CREDIT
+            totals["credit" if is_credit else "debit"] += entry.amount
+            totals["balance"] = entry.balance_after
+            party = entry.counterparty
+            when = _local(entry.created_at)
+            name = party.get_full_name() if party else ""
+            debit, credit = ("", entry.amount) if is_credit else (entry.amount, "")
+            yield (
+                [
+                    when,
+                    entry.reference,
+                    entry.kind,
+                    entry.description,
+                    f"{name} ({party.quickpe_id})" if party else "",
+                    format_paise(debit) if debit else "",
+                    format_paise(credit) if credit else "",
+                    format_paise(entry.balance_after),
+                ],
+                [
+                    when,
+                    entry.reference,
+                    entry.description,
+                    name,
+                    _amount(debit) if debit else "",
+                    _amount(credit) if credit else "",
+                    _amount(entry.balance_after),
+                ],
+            )
+
+    def closing():
+        facts = [
+            ("Total debits", _amount(totals["debit"])),
+            ("Total credits", _amount(totals["credit"])),
+            ("Closing balance", _amount(totals["balance"])),
+        ]
+        csv_rows = [
+            [
+                "",
+                "",
+                "",
+                "Total",
+                "",
+                format_paise(totals["debit"]),
+                format_paise(totals["credit"]),
+                "",
+            ],
+            ["", "", "", "Closing balance", "", "", "", format_paise(totals["balance"])],
+        ]
+        return facts, csv_rows
+
+    return Document(
+        title="Account statement",
+        facts=[
+            ("Account holder", user.get_full_name()),
+            ("QuickPe ID", user.quickpe_id),
+            ("Period", period_label(export)),
+            ("Currency", "INR"),
+            ("Opening balance", _amount(opening)),
+        ],
+        columns=[
+            Column("Date (IST)", 64),
+            Column("Reference", 68, font="Courier"),  # fixed width: 15 characters always fit
+            Column("Description", 125),
+            Column("Counterparty", 80),
+            Column("Debit", 58, is_number=True),
+            Column("Credit", 58, is_number=True),
+            Column("Balance", 70, is_number=True),
+        ],
+        total_rows=lines.count(),
+        rows=rows(),
+        closing=closing,
+        csv_header=[
+            "date_ist",
+            "reference",
+            "kind",
+            "description",
+            "counterparty",
+            "debit",
+            "credit",
+            "balance",
+        ],
+        opening_rows=[["", "", "", "Opening balance", "", "", "", format_paise(opening)]],
+    )
+
+
+def audit_trail(export: Export) -> Document:
+    user = export.user
+    entries = AuditEntry.objects.filter(
+        actor=user, created_at__gte=export.period_start, created_at__lt=export.period_end
+    )
+
+    def rows():
+        for entry in entries.order_by("seq").iterator(CHUNK):
+            when = _local(entry.created_at)
+            entity = f"{entry.entity_type} {entry.entity_id}".strip()
+            yield (
+                [str(entry.seq), when, entry.action, entity, entry.ip or "", entry.hash],
+                [str(entry.seq), when, entry.action, entity, entry.ip or "", entry.hash[:24]],
+            )
+
+    return Document(
+        title="Audit trail",
+        facts=[
+            ("Account holder", user.get_full_name()),
+            ("QuickPe ID", user.quickpe_id),
+            ("Period", period_label(export)),
+        ],
+        columns=[
+            Column("Seq", 40),
+            Column("Time (IST)", 64),
+            Column("Action", 110),
+            Column("Entity", 90),
+            Column("IP", 80),
+            Column("Hash (first 24)", 139, font="Courier"),
+        ],
+        total_rows=entries.count(),
+        rows=rows(),
+        closing=lambda: ([("Entries", str(entries.count()))], []),
+        csv_header=["seq", "time_ist", "action", "entity", "ip", "hash"],
+    )
+
+
+def document_for(export: Export) -> Document:
+    return statement(export) if export.kind == Export.Kind.STATEMENT else audit_trail(export)
+
+
+def write(export: Export, document: Document, out, tick: "Tick") -> int:
+    """Write the document in the export's format to ``out``; returns the lines written."""
+    writer = write_csv if export.format == Export.Format.CSV else write_pdf
+    return writer(document, out, tick)
+
+
+# --- writers -------------------------------------------------------------------------------
+
+Tick = Callable[[int], None]
+
+
+def write_csv(document: Document, out, tick: Tick) -> int:
+    """UTF-8 CSV with a header row; returns the number of lines written (rows of the period)."""
+    text = io.TextIOWrapper(out, encoding="utf-8", newline="")
+    writer = csv.writer(text)
+    writer.writerow(document.csv_header)
+    writer.writerows(document.opening_rows)
+    count = 0
+    for csv_row, _pdf_row in document.rows:
+        writer.writerow(csv_row)
+        count += 1
+        tick(count)
+    _facts, closing_rows = document.closing()
+    writer.writerows(closing_rows)
+    text.flush()
+    text.detach()  # leave ``out`` open for the caller
+    return count
+
+
+MARGIN = 36
+FONT, BOLD = "Helvetica", "Helvetica-Bold"
+SIZE, ROW = 7.5, 11
+FOOTER_Y = MARGIN - 14
+PAGE_ANCHOR = A4[0] - MARGIN - 30
+
+
+def _fit(text: str, width: float, font: str = FONT, size: float = SIZE) -> str:
+    """The text in the PDF's font encoding, cut with an ellipsis to fit ``width`` points."""
+    text = text.encode("cp1252", "replace").decode("cp1252")  # what Helvetica can draw
+    if stringWidth(text, font, size) <= width:
+        return text
+    while text and stringWidth(text + "...", font, size) > width:
+        text = text[:-1]
+    return text + "..."
+
+
+class _PdfWriter:
+    def __init__(self, document: Document, out):
+        self.document = document
+        self.canvas = canvas.Canvas(out, pagesize=A4, pageCompression=1)
+        self.canvas.setTitle(f"QuickPe {document.title}")
+        self.canvas.setAuthor("QuickPe")
+        self.width, self.height = A4
+        self.page = 0
+        self.y = 0.0
+
+    def _footer(self):
+        # "Page X" ends at a fixed point, " of " follows, then the total drawn by a form that
+        # is defined only at the end, when the number of pages is known.
+        c = self.canvas
+        c.setFont(FONT, 7)
+        c.drawString(MARGIN, FOOTER_Y, f"QuickPe · {self.document.title}")
+        c.drawRightString(PAGE_ANCHOR, FOOTER_Y, f"Page {self.page}")
+        c.drawString(PAGE_ANCHOR, FOOTER_Y, " of ")
+        c.doForm("page_count")
+
+    def _new_page(self):
+        if self.page:
+            self._footer()
+            self.canvas.showPage()
+        self.page += 1
+        self.y = self.height - MARGIN
+        if self.page == 1:
+            self._first_header()
+        self._column_header()
+
+    def _first_header(self):
+        c = self.canvas
+        c.setFillColorRGB(0.13, 0.2, 0.55)
+        c.setFont(BOLD, 20)
+        c.drawString(MARGIN, self.y - 18, "QuickPe")
+        c.setFillColorRGB(0, 0, 0)
+        c.setFont(BOLD, 12)
+        c.drawString(MARGIN, self.y - 36, self.document.title)
+        self.y -= 52
+        self._facts(self.document.facts)
+        self.y -= 6
+
+    def _facts(self, facts):
+        c = self.canvas
+        for label, value in facts:
+            c.setFont(BOLD, 8.5)
+            c.drawString(MARGIN, self.y, f"{label}:")
+            c.setFont(FONT, 8.5)
+            c.drawString(MARGIN + 90, self.y, _fit(value, 400, FONT, 8.5))
+            self.y -= 12
+
+    def _column_header(self):
+        c = self.canvas
+        c.setFont(BOLD, SIZE)
+        self._cells([column.title for column in self.document.columns], font=BOLD)
+        c.line(MARGIN, self.y + ROW - 3, self.width - MARGIN, self.y + ROW - 3)
+        c.setFont(FONT, SIZE)
+
+    def _cells(self, values: list[str], font: str | None = None):
+        c = self.canvas
+        x = MARGIN
+        for column, value in zip(self.document.columns, values, strict=True):
+            cell_font = font or column.font
+            size = SIZE if cell_font != "Courier" else SIZE - 0.5
+            text = _fit(value, column.width - 4, cell_font, size)
+            c.setFont(cell_font, size)
+            if column.is_number:
+                c.drawRightString(x + column.width - 2, self.y, text)
+            else:
+                c.drawString(x, self.y, text)
+            x += column.width
+        self.y -= ROW
+
+    def write(self, tick: Tick) -> int:
+        self._new_page()
+        count = 0
+        for _csv_row, pdf_row in self.document.rows:
+            if self.y < MARGIN + ROW:
+                self._new_page()
+            self._cells(pdf_row)
+            count += 1
+            tick(count)
+        facts, _csv_rows = self.document.closing()
+        if self.y < MARGIN + 12 * (len(facts) + 2):
+            self._new_page()
+        self.y -= 8
+        self._facts(facts)
+        self._footer()
+        self.canvas.showPage()
+        self.canvas.beginForm("page_count")
+        self.canvas.setFont(FONT, 7)
+        self.canvas.drawString(PAGE_ANCHOR + stringWidth(" of ", FONT, 7), FOOTER_Y, str(self.page))
+        self.canvas.endForm()
+        self.canvas.save()
+        return count
+
+
+def write_pdf(document: Document, out, tick: Tick) -> int:
+    return _PdfWriter(document, out).write(tick)

@@ -1,0 +1,200 @@
+"""Exports: requested by a user, built by a Celery worker, kept for a week.
+
+A worker claims a job with a conditional UPDATE (queued, or running with a silent worker) that
+bumps ``attempt``; progress and completion are conditional on that attempt, so when a job is
+handed to a second worker (the first died or stalled) only one of them can finish it and the
+other throws its file away. Files are written to an anonymous temporary file first and saved to
+storage only when complete, so a killed worker leaves nothing behind.
+"""
+
+from datetime import timedelta
+
+from django.conf import settings
+from django.core.files import File
+from django.core.files.storage import storages
+from django.db import connection, transaction
+from django.db.models import Q
+from django.utils import timezone
+
+from analytics.models import Export
+from analytics.representations import export_data
+from audit.services import audit_append
+from notifications.models import Notification
+from notifications.services import events_emit, notifications_create
+from quickpe.errors import QuickPeError
+from quickpe.jobs import dispatch_after_commit
+
+_CLAIM = """
+    UPDATE analytics_export
+    SET status = 'running', attempt = attempt + 1, started_at = now(), heartbeat_at = now(),
+        progress = 0, rows = 0, error = ''
+    WHERE id = %s AND (
+        status = 'queued'
+        OR (status = 'running' AND heartbeat_at < now() - make_interval(secs => %s))
+    )
+    RETURNING attempt
+"""
+
+
+class NotReady(QuickPeError):
+    status, code = 409, "not_ready"
+    default_detail = "The export is not ready yet."
+
+
+class Superseded(Exception):
+    """This worker's attempt is no longer the current one (another worker took the job)."""
+
+
+def exports_storage():
+    return storages["exports"]
+
+
+def _announce(export: Export, *extra_events) -> None:
+    events_emit(
+        {export.user_id: [("export:update", {"export": export_data(export)}), *extra_events]}
+    )
+
+
+def export_create(
+    *, user, kind: str, format: str, period_start, period_end, request=None
+) -> Export:
+    """Queue an export and audit it; the build is dispatched to a worker after commit.
+    Locks: the audit chain head, then the user's event stream."""
+    with transaction.atomic(durable=True):
+        export = Export.objects.create(
+            user=user, kind=kind, format=format, period_start=period_start, period_end=period_end
+        )
+        entry = audit_append(
+            actor=user,
+            action="export.create",
+            entity_type="export",
+            entity_id=export.pk,
+            data={
+                "kind": kind,
+                "format": format,
+                "from": export_data(export)["from"],
+                "to": export_data(export)["to"],
+            },
+            request=request,
+        )
+        events_emit({user.pk: [("export:update", {"export": export_data(export)})]}, audit=[entry])
+        from analytics.tasks import export_build  # tasks import services
+
+        dispatch_after_commit(export_build, export.pk)
+    return export
+
+
+def export_claim(*, export_id: int) -> Export | None:
+    """Take the job for this worker: queued, or running with no word from its worker for
+    QUICKPE_EXPORT_STALE_SECONDS. None when it is not ours to build (done, failed, or alive
+    elsewhere): a redelivered or duplicate task then does nothing."""
+    with transaction.atomic(durable=True):
+        with connection.cursor() as cursor:
+            cursor.execute(_CLAIM, [export_id, settings.QUICKPE_EXPORT_STALE_SECONDS])
+            claimed = cursor.fetchone()
+        if claimed is None:
+            return None
+        export = Export.objects.select_related("user").get(pk=export_id)
+        _announce(export)
+    return export
+
+
+def _update_current(export: Export, **fields) -> None:
+    """Write fields only while ``export.attempt`` is still the current attempt."""
+    updated = Export.objects.filter(
+        pk=export.pk, attempt=export.attempt, status=Export.Status.RUNNING
+    ).update(**fields)
+    if not updated:
+        raise Superseded(export.pk)
+    for name, value in fields.items():
+        setattr(export, name, value)
+
+
+def export_progress(*, export: Export, done: int, total: int) -> None:
+    """Report progress (also the heartbeat that keeps the job ours). Raises Superseded."""
+    progress = min(99, done * 100 // total) if total else 0
+    with transaction.atomic(durable=True):
+        _update_current(export, progress=progress, rows=done, heartbeat_at=timezone.now())
+        _announce(export)
+
+
+def export_finish(*, export: Export, content, rows: int) -> bool:
+    """Store the built file and mark the export done, telling the user. If another attempt has
+    taken over meanwhile, the file is deleted and False returned."""
+    storage = exports_storage()
+    name = storage.save(
+        f"{export.user_id}/{export.kind}-{export.pk}-{export.attempt}.{export.format}",
+        File(content),
+    )
+    try:
+        with transaction.atomic(durable=True):
+            _update_current(
+                export,
+                status=Export.Status.DONE,
+                progress=100,
+                rows=rows,
+                file=name,
+                finished_at=timezone.now(),
+                heartbeat_at=timezone.now(),
+            )
+            [notice] = notifications_create(
+                [
+                    Notification(
+                        user=export.user,
+                        kind=Notification.Kind.EXPORT_READY,
+                        title=f"Your {export.get_kind_display().lower()} "
+                        f"({export.format.upper()}) is ready",
+                        body=f"{rows} lines. Download it within "
+                        f"{settings.QUICKPE_EXPORT_RETENTION_DAYS} days.",
+                        data={"export_id": export.pk},
+                    )
+                ]
+            )
+            _announce(export, notice[1])
+    except Superseded:
+        storage.delete(name)
+        return False
+    return True
+
+
+def export_fail(*, export: Export, error: str) -> None:
+    """End the attempt as failed with a message the user can read; they may ask again."""
+    with transaction.atomic(durable=True):
+        try:
+            _update_current(
+                export,
+                status=Export.Status.FAILED,
+                error=error[:500],
+                finished_at=timezone.now(),
+            )
+        except Superseded:
+            return
+        _announce(export)
+
+
+def exports_requeue_stale() -> list[int]:
+    """Jobs whose worker went silent (killed, lost) go back to the queue with a new task; the
+    claim decides which single worker builds each. Returns the ids requeued."""
+    cutoff = timezone.now() - timedelta(seconds=settings.QUICKPE_EXPORT_STALE_SECONDS)
+    silent = Q(status=Export.Status.RUNNING, heartbeat_at__lt=cutoff)
+    # A job still queued long after it was asked for lost its task (say, Redis was down).
+    never_started = Q(status=Export.Status.QUEUED, created_at__lt=cutoff)
+    stale = list(Export.objects.filter(silent | never_started).values_list("pk", flat=True))
+    from analytics.tasks import export_build
+
+    for export_id in stale:
+        export_build.delay(export_id)
+    return stale
+
+
+def exports_purge() -> int:
+    """Delete exports (and their files) older than QUICKPE_EXPORT_RETENTION_DAYS."""
+    cutoff = timezone.now() - timedelta(days=settings.QUICKPE_EXPORT_RETENTION_DAYS)
+    storage = exports_storage()
+    purged = 0
+    for export in Export.objects.filter(created_at__lt=cutoff).only("pk", "file"):
+        if export.file:
+            storage.delete(export.file)
+        export.delete()
+        purged += 1
+    return purged

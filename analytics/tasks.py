@@ -1,0 +1,84 @@
+import logging
+import tempfile
+import time
+
+from celery import shared_task
+from django.db import OperationalError
+
+from analytics import documents
+from analytics.models import Export
+from analytics.services import (
+    Superseded,
+    export_claim,
+    export_fail,
+    export_finish,
+    export_progress,
+    exports_purge,
+    exports_requeue_stale,
+)
+
+logger = logging.getLogger(__name__)
+REPORT_EVERY_SECONDS = 1.0  # progress events (and the heartbeat) at most this often...
+REPORT_EVERY_PERCENT = 5  # ...or at every 5%
+
+
+class _Progress:
+    def __init__(self, export: Export, total: int):
+        self.export, self.total = export, total
+        self.reported_at, self.reported_percent = time.monotonic(), 0
+
+    def __call__(self, done: int) -> None:
+        percent = done * 100 // self.total if self.total else 0
+        now = time.monotonic()
+        if (
+            percent - self.reported_percent >= REPORT_EVERY_PERCENT
+            or now - self.reported_at >= REPORT_EVERY_SECONDS
+        ):
+            export_progress(export=self.export, done=done, total=self.total)
+            self.reported_at, self.reported_percent = now, percent
+
+
+@shared_task(
+    name="analytics.export_build",
+    autoretry_for=(OperationalError,),
+    retry_backoff=True,
+    max_retries=3,
+)
+def export_build(export_id: int) -> str:
+    """Build one export, if this worker can claim it (idempotent: a duplicate or redelivered
+    task finds it done or taken and does nothing)."""
+    export = export_claim(export_id=export_id)
+    if export is None:
+        return "not claimed"
+    try:
+        document = documents.document_for(export)
+        # An anonymous file: it vanishes with this process if the worker is killed mid-build.
+        with tempfile.TemporaryFile() as content:
+            rows = documents.write(
+                export, document, content, _Progress(export, document.total_rows)
+            )
+            content.seek(0)
+            finished = export_finish(export=export, content=content, rows=rows)
+        return "done" if finished else "superseded"
+    except Superseded:
+        return "superseded"
+    except OperationalError:
+        raise  # the database went away: retried by Celery, and the claim goes stale meanwhile
+    except Exception:
+        logger.exception("export %s failed", export_id)
+        export_fail(
+            export=export,
+            error="The file could not be built because of an error on our side. "
+            "Please request it again.",
+        )
+        return "failed"
+
+
+@shared_task(name="analytics.exports_requeue_stale")
+def exports_requeue_stale_task() -> list[int]:
+    return exports_requeue_stale()
+
+
+@shared_task(name="analytics.exports_purge")
+def exports_purge_task() -> int:
+    return exports_purge()
