@@ -28,6 +28,7 @@ class AuditEntry(models.Model):
 
     class Meta:
         verbose_name_plural = "audit entries"
+        permissions = [("verify_chain", "Can verify the audit chain")]
         indexes = [
             models.Index(fields=["actor", "-seq"], name="audit_entry_actor_recent"),
         ]

@@ -26,15 +26,36 @@ def assert_money_invariants() -> None:
     def total(kind: str) -> int:
         return LedgerEntry.objects.filter(kind=kind).aggregate(s=Sum("amount"))["s"] or 0
 
-    # Conservation: money only enters by deposit and leaves by withdrawal.
+    # Conservation: money only enters by deposit and leaves by withdrawal. Transfers and
+    # their reversals move it between wallets: what they take from one they give another.
     assert sum(w.balance for w in wallets.values()) == total("deposit") - total("withdrawal")
     assert total("transfer_in") == total("transfer_out")
+    reversal_credits = LedgerEntry.objects.filter(kind="reversal", direction="credit")
+    reversal_debits = LedgerEntry.objects.filter(kind="reversal", direction="debit")
+    assert (reversal_credits.aggregate(s=Sum("amount"))["s"] or 0) == (
+        reversal_debits.aggregate(s=Sum("amount"))["s"] or 0
+    )
+    assert not LedgerEntry.objects.filter(kind="reversal", transfer__isnull=True).exists()
+    owner = {wallet.pk: wallet.user_id for wallet in wallets.values()}
     for transfer in Transfer.objects.prefetch_related("entries"):
-        kinds = sorted(entry.kind for entry in transfer.entries.all())
+        entries = transfer.entries.all()
+        kinds = sorted(entry.kind for entry in entries if entry.kind != "reversal")
         assert kinds == ["transfer_in", "transfer_out"]
-        assert all(entry.amount == transfer.amount for entry in transfer.entries.all())
+        assert all(entry.amount == transfer.amount for entry in entries)
+        # A reversed transfer has exactly one compensating pair: a debit on the recipient
+        # and a credit on the sender; any other transfer has none.
+        reversal = sorted(
+            (entry.direction, owner[entry.wallet_id])
+            for entry in entries
+            if entry.kind == "reversal"
+        )
+        if transfer.status == "reversed":
+            assert reversal == [("credit", transfer.sender_id), ("debit", transfer.recipient_id)]
+        else:
+            assert reversal == [], f"{transfer.reference} has reversal lines but is not reversed"
 
-    # The O(1) daily-limit counters agree with the ledger.
+    # The O(1) daily-limit counters agree with the ledger. (A reversal is a correction by
+    # support, not the customers' own movement: it counts toward neither limit.)
     today = business_day()
     for wallet in wallets.values():
         if wallet.limits_day != today:

@@ -1,13 +1,50 @@
-"""Support staff's admin: pages load, ledger and audit are read-only, freezing is audited."""
+"""Support staff's admin: pages load, ledger and audit are read-only, freezing is audited.
+
+Also the helpers the other ``test_admin_*`` modules share: staff in a group, signed in to the
+admin, and running an action through its reason page.
+"""
+
+import importlib
 
 import pytest
+from django.apps import apps
+from django.contrib.auth.models import Group
 from django.test import Client
 
 from audit.models import AuditEntry
 from tests.conftest import PASSWORD, client_for, fund, make_user
-from wallet.models import LedgerEntry, Wallet
+from wallet.models import LedgerEntry, User, Wallet
+from wallet.services.money import transfer_create
 
 pytestmark = pytest.mark.django_db
+
+
+def groups_sync() -> None:
+    """The groups of migration wallet.0005, by its own code: tests with transaction=True end by
+    flushing every table, groups included (production never flushes)."""
+    importlib.import_module("wallet.migrations.0005_support_groups").groups_sync(apps)
+
+
+def staff_in(group: str | None, *, is_superuser: bool = False) -> tuple[User, Client]:
+    """A staff member of ``group`` (or a superuser), signed in to the admin."""
+    groups_sync()
+    staff = make_user("Staff", group or "Superuser", is_staff=True, is_superuser=is_superuser)
+    if group:
+        staff.groups.add(Group.objects.get(name=group))
+    browser = Client()
+    assert browser.login(username=staff.email, password=PASSWORD)
+    return staff, browser
+
+
+def run_action(browser: Client, changelist: str, action: str, pks: list, reason: str):
+    """Pick the action on the list (its page asks for a reason), then confirm with ``reason``."""
+    asked = browser.post(changelist, {"action": action, "_selected_action": pks, "index": 0})
+    assert asked.status_code == 200, asked.content[:2000]
+    assert b'name="reason"' in asked.content
+    return browser.post(
+        changelist,
+        {"action": action, "_selected_action": pks, "apply": "yes", "reason": reason},
+    )
 
 
 @pytest.fixture
@@ -58,15 +95,15 @@ def test_freezing_from_the_admin_is_audited_and_blocks_money(staff_browser, alic
     staff, browser = staff_browser
     fund(alice, 100_00)
     wallet = Wallet.objects.get(user=alice)
-    response = browser.post(
-        "/admin/wallet/wallet/",
-        {"action": "freeze", "_selected_action": [wallet.pk]},
+    response = run_action(
+        browser, "/admin/wallet/wallet/", "freeze", [wallet.pk], reason="Chargeback dispute"
     )
     assert response.status_code == 302
     wallet.refresh_from_db()
     assert wallet.status == "frozen"
     entry = AuditEntry.objects.get(action="wallet.freeze")
     assert entry.actor == staff and entry.entity_id == str(wallet.pk)
+    assert entry.data["reason"] == "Chargeback dispute"
     refused = client_for(alice).post(
         "/api/v1/transfers",
         {"recipient": bob.quickpe_id, "amount": "10.00"},
@@ -112,3 +149,26 @@ def test_adding_a_user_in_the_admin_creates_their_wallet(staff_browser):
     created = Wallet.objects.get(user__email="new.person@example.com")
     assert created.balance == 0
     assert AuditEntry.objects.filter(action="user.signup", actor=created.user).exists()
+
+
+def test_pages_link_related_objects(staff_browser, alice, bob):
+    _, browser = staff_browser
+    fund(alice, 100_00)
+    movement = transfer_create(sender=alice, recipient=bob, amount=10_00)
+    transfer, wallet = movement.transfer, movement.wallet
+    ledger = browser.get("/admin/wallet/ledgerentry/").content.decode()
+    assert f'href="/admin/wallet/wallet/{wallet.pk}/change/"' in ledger
+    assert f'href="/admin/wallet/transfer/{transfer.pk}/change/"' in ledger
+    transfers = browser.get("/admin/wallet/transfer/").content.decode()
+    assert f'href="/admin/wallet/user/{alice.pk}/change/"' in transfers
+    assert f'href="/admin/wallet/ledgerentry/?transfer__id__exact={transfer.pk}"' in transfers
+    user_page = browser.get(f"/admin/wallet/user/{alice.pk}/change/").content.decode()
+    assert f'href="/admin/wallet/transfer/?q={alice.quickpe_id}"' in user_page
+    assert f'href="/admin/audit/auditentry/?q={alice.quickpe_id}"' in user_page
+    audit = browser.get("/admin/audit/auditentry/").content.decode()
+    assert f'href="/admin/wallet/transfer/{transfer.pk}/change/">transfer {transfer.pk}<' in audit
+    lines = browser.get(f"/admin/wallet/ledgerentry/?transfer__id__exact={transfer.pk}")
+    assert sorted(entry.kind for entry in lines.context["cl"].result_list) == [
+        "transfer_in",
+        "transfer_out",
+    ]

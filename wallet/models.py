@@ -36,6 +36,19 @@ class User(AbstractBaseUser, PermissionsMixin):
     REQUIRED_FIELDS = ["first_name", "last_name"]
 
     class Meta:
+        permissions = [
+            ("deactivate_user", "Can deactivate and reactivate users"),
+            ("send_password_reset", "Can send a password reset link"),
+        ]
+        indexes = [
+            # The admin's "staff" and "inactive" filters pick a few rows of a large table.
+            models.Index(
+                fields=["id"], condition=models.Q(is_staff=True), name="wallet_user_staff"
+            ),
+            models.Index(
+                fields=["id"], condition=models.Q(is_active=False), name="wallet_user_inactive"
+            ),
+        ]
         constraints = [
             models.UniqueConstraint(Lower("email"), name="wallet_user_email_ci_unique"),
             models.CheckConstraint(
@@ -83,6 +96,12 @@ class Wallet(models.Model):
     updated_at = models.DateTimeField(default=timezone.now)
 
     class Meta:
+        permissions = [("freeze_wallet", "Can freeze and unfreeze wallets")]
+        indexes = [
+            models.Index(
+                fields=["id"], condition=models.Q(status="frozen"), name="wallet_wallet_frozen"
+            ),
+        ]
         constraints = [
             models.CheckConstraint(
                 condition=models.Q(balance__gte=0), name="wallet_wallet_balance_non_negative"
@@ -117,6 +136,14 @@ class Transfer(models.Model):
     created_at = models.DateTimeField(default=timezone.now)
 
     class Meta:
+        permissions = [("reverse_transfer", "Can reverse a transfer")]
+        indexes = [
+            models.Index(
+                fields=["id"],
+                condition=models.Q(status="reversed"),
+                name="wallet_transfer_reversed",
+            ),
+        ]
         constraints = [
             models.CheckConstraint(
                 condition=models.Q(amount__gt=0), name="wallet_transfer_amount_positive"
@@ -184,6 +211,13 @@ class LedgerEntry(models.Model):
                     | models.Q(kind="reversal")
                 ),
                 name="wallet_ledgerentry_direction_matches_kind",
+            ),
+            # A transfer is reversed at most once: one reversal debit and one reversal credit,
+            # whatever a racing second reversal might try.
+            models.UniqueConstraint(
+                fields=["transfer", "direction"],
+                condition=models.Q(kind="reversal"),
+                name="wallet_ledgerentry_one_reversal_per_transfer",
             ),
         ]
         triggers = [

@@ -1,0 +1,397 @@
+"""What support staff do to accounts: freeze and unfreeze wallets, deactivate and reactivate
+users, reverse transfers and send password resets.
+
+Every action here needs the staff member's permission and a reason, records an audit entry
+with the staff member as actor (the reason in its data, never shown to the customer) and tells
+the customer, in the one transaction of the change. Lock order, as everywhere: business rows
+(wallets, or the user row), then the staff member's audit chain head, then event streams (one
+``events_emit`` per transaction). Money is never edited: a reversal is a new movement.
+"""
+
+from dataclasses import dataclass
+from functools import partial
+
+from django.contrib.auth.tokens import default_token_generator
+from django.core.mail import send_mail
+from django.db import transaction
+from django.template.loader import render_to_string
+from django.urls import reverse
+from django.utils import timezone
+from django.utils.encoding import force_bytes
+from django.utils.http import urlsafe_base64_encode
+
+from audit.services import audit_append
+from notifications.models import Notification
+from notifications.services import events_emit, notifications_create, security_notification
+from quickpe.errors import InsufficientFunds, InvalidState, NotAllowed, QuickPeError
+from quickpe.money import format_inr, format_paise
+from wallet import limits
+from wallet.models import Category, LedgerEntry, Transfer, User, Wallet
+from wallet.references import new_reference
+from wallet.services.money import _movement_events, _write, wallets_lock
+from wallet.services.sessions import sessions_revoke_all
+
+
+class ReasonRequired(QuickPeError):
+    status, code = 400, "reason_required"
+    default_detail = "Give a reason: it is recorded in the audit log."
+
+
+def _required(reason: str) -> str:
+    reason = (reason or "").strip()
+    if not reason:
+        raise ReasonRequired.on_field("reason")
+    return reason
+
+
+def _require_permission(actor: User, permission: str) -> None:
+    """The admin checks this too; a service that moves money or locks people out checks again
+    so that no other caller can skip it."""
+    if not (actor.is_active and actor.is_staff and actor.has_perm(permission)):
+        raise NotAllowed()
+
+
+# Wallets --------------------------------------------------------------------------------------
+
+
+def _wallet_status_set(
+    *, wallet: Wallet, status: str, actor: User, reason: str, notice: tuple[str, str], request
+) -> Wallet:
+    reason = _required(reason)
+    _require_permission(actor, "wallet.freeze_wallet")
+    user = wallet.user
+    with transaction.atomic(durable=True):
+        locked = wallets_lock(user_ids=[user.pk])[user.pk]
+        if locked.status == status:
+            raise InvalidState(f"The wallet is already {status}.")
+        locked.status = status
+        locked.updated_at = timezone.now()
+        locked.save(update_fields=["status", "updated_at"])
+        entry = audit_append(
+            actor=actor,
+            action="wallet.freeze" if status == Wallet.Status.FROZEN else "wallet.unfreeze",
+            entity_type="wallet",
+            entity_id=locked.pk,
+            data={"quickpe_id": user.quickpe_id, "reason": reason},
+            request=request,
+        )
+        title, body = notice
+        user_id, event = security_notification(user=user, title=title, body=body)
+        events_emit({user_id: [event]}, audit=[entry])
+    return locked
+
+
+def wallet_freeze(*, wallet: Wallet, actor: User, reason: str, request=None) -> Wallet:
+    """Stop all money in and out of a wallet (transfers, deposits, withdrawals, paying
+    requests). Keeps: only an active wallet freezes; audited with the reason; the owner gets a
+    ``security`` notification. Locks: the wallet, the actor's audit chain head, the streams."""
+    return _wallet_status_set(
+        wallet=wallet,
+        status=Wallet.Status.FROZEN,
+        actor=actor,
+        reason=reason,
+        notice=(
+            "Your wallet was frozen",
+            "Money cannot move in or out of your wallet for now. Contact QuickPe support.",
+        ),
+        request=request,
+    )
+
+
+def wallet_unfreeze(*, wallet: Wallet, actor: User, reason: str, request=None) -> Wallet:
+    """Let money move again. Keeps, locks and tells what ``wallet_freeze`` does."""
+    return _wallet_status_set(
+        wallet=wallet,
+        status=Wallet.Status.ACTIVE,
+        actor=actor,
+        reason=reason,
+        notice=("Your wallet is active again", "You can send, receive and add money again."),
+        request=request,
+    )
+
+
+# Users ----------------------------------------------------------------------------------------
+
+
+def _user_lock(user: User) -> User:
+    return User.objects.select_for_update().get(pk=user.pk)
+
+
+def _user_active_set(
+    *, user: User, is_active: bool, actor: User, reason: str, notice: tuple[str, str], request
+) -> User:
+    reason = _required(reason)
+    _require_permission(actor, "wallet.deactivate_user")
+    if user.pk == actor.pk:
+        raise NotAllowed("You cannot change your own account's access.")
+    with transaction.atomic(durable=True):
+        locked = _user_lock(user)
+        if locked.is_superuser and not actor.is_superuser:
+            raise NotAllowed("Only a superuser can change a superuser's access.")
+        if locked.is_active == is_active:
+            raise InvalidState(f"The account is already {'active' if is_active else 'inactive'}.")
+        locked.is_active = is_active
+        locked.save(update_fields=["is_active"])
+        data = {"quickpe_id": locked.quickpe_id, "reason": reason}
+        if not is_active:
+            data["revoked_tokens"] = sessions_revoke_all(user=locked)
+        entry = audit_append(
+            actor=actor,
+            action="admin.user_reactivate" if is_active else "admin.user_deactivate",
+            entity_type="user",
+            entity_id=locked.pk,
+            data=data,
+            request=request,
+        )
+        title, body = notice
+        user_id, event = security_notification(user=locked, title=title, body=body)
+        events_emit({user_id: [event]}, audit=[entry])
+    return locked
+
+
+def user_deactivate(*, user: User, actor: User, reason: str, request=None) -> User:
+    """Close an account's access: it can no longer sign in, every device session is revoked
+    and every refresh token blacklisted (access tokens stop at once, see README "device
+    sessions"). Its money stays where it is. Keeps: not one's own account; only a superuser
+    deactivates a superuser. Locks: the user row, the actor's audit chain head, the streams."""
+    return _user_active_set(
+        user=user,
+        is_active=False,
+        actor=actor,
+        reason=reason,
+        notice=(
+            "Your account was deactivated",
+            "You were signed out on every device. Contact QuickPe support.",
+        ),
+        request=request,
+    )
+
+
+def user_reactivate(*, user: User, actor: User, reason: str, request=None) -> User:
+    """Let a deactivated account sign in again. Keeps and locks what ``user_deactivate`` does."""
+    return _user_active_set(
+        user=user,
+        is_active=True,
+        actor=actor,
+        reason=reason,
+        notice=("Your account is active again", "You can sign in to QuickPe again."),
+        request=request,
+    )
+
+
+# Passwords ------------------------------------------------------------------------------------
+
+
+def password_reset_send(*, user: User, actor: User, reason: str, request) -> None:
+    """Email the user a one-time link to choose a new password (Django's token: it stops
+    working once the password changes, or after PASSWORD_RESET_TIMEOUT). The link is built
+    from the host of the staff member's ``request``. Audited, and the user gets a ``security``
+    notification. The email leaves after commit: no network I/O while the chain head is
+    locked, and no email for a change that rolled back. Keeps: active accounts only. Locks:
+    the actor's audit chain head, the user's stream."""
+    reason = _required(reason)
+    _require_permission(actor, "wallet.send_password_reset")
+    if not user.is_active:
+        raise InvalidState("The account is deactivated; reactivate it first.")
+    path = reverse(
+        "password_reset_confirm",
+        kwargs={
+            "uidb64": urlsafe_base64_encode(force_bytes(user.pk)),
+            "token": default_token_generator.make_token(user),
+        },
+    )
+    context = {"user": user, "link": request.build_absolute_uri(path)}
+    subject = render_to_string("registration/support_password_reset_subject.txt", context)
+    body = render_to_string("registration/support_password_reset_email.txt", context)
+    with transaction.atomic(durable=True):
+        entry = audit_append(
+            actor=actor,
+            action="admin.password_reset_send",
+            entity_type="user",
+            entity_id=user.pk,
+            data={"quickpe_id": user.quickpe_id, "email": user.email, "reason": reason},
+            request=request,
+        )
+        user_id, event = security_notification(
+            user=user,
+            title="We sent you a password reset link",
+            body="QuickPe support emailed you a link to choose a new password. If you did not "
+            "ask for it, ignore the email: your password stays as it is.",
+        )
+        events_emit({user_id: [event]}, audit=[entry])
+        transaction.on_commit(partial(send_mail, subject.strip(), body, None, [user.email]))
+
+
+def password_reset_complete(*, user: User, password: str, request=None) -> None:
+    """Set the password chosen through a reset link (already checked by the reset form's
+    validators) and sign every device out: sessions revoked, refresh tokens blacklisted.
+    Audited as the user's own change, with a ``security`` notification. Locks: the user row,
+    the user's audit chain head, the user's stream."""
+    with transaction.atomic(durable=True):
+        user.set_password(password)
+        user.save(update_fields=["password"])
+        revoked = sessions_revoke_all(user=user)
+        user_id, event = security_notification(
+            user=user,
+            title="Your password was reset",
+            body="Every device was signed out. If this was not you, contact QuickPe support.",
+        )
+        entry = audit_append(
+            actor=user,
+            action="user.password_reset",
+            entity_type="user",
+            entity_id=user.pk,
+            data={"revoked_tokens": revoked},
+            request=request,
+        )
+        events_emit({user_id: [event]}, audit=[entry])
+
+
+# Transfers ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Reversal:
+    transfer: Transfer
+    debit: LedgerEntry  # the original recipient's line
+    credit: LedgerEntry  # the original sender's line
+
+
+def _reversal_line(
+    wallet: Wallet, *, direction: str, transfer: Transfer, counterparty: User, now, description
+) -> LedgerEntry:
+    """``money._line`` for a reversal, whose direction is not implied by its kind."""
+    is_credit = direction == LedgerEntry.Direction.CREDIT
+    wallet.balance += transfer.amount if is_credit else -transfer.amount
+    wallet.updated_at = now
+    return LedgerEntry(
+        wallet=wallet,
+        kind=LedgerEntry.Kind.REVERSAL,
+        direction=direction,
+        amount=transfer.amount,
+        balance_after=wallet.balance,
+        category=transfer.category or Category.TRANSFER,
+        description=description,
+        counterparty=counterparty,
+        transfer=transfer,
+        reference=new_reference("TXN"),
+        created_at=now,
+    )
+
+
+def transfer_reverse(*, transfer: Transfer, actor: User, reason: str, request=None) -> Reversal:
+    """Send a completed transfer's money back: a new movement from the original recipient to
+    the original sender, two ledger lines of kind ``reversal`` (a debit on the recipient, a
+    credit on the sender) linked to the transfer, whose status becomes ``reversed``. No money
+    row is edited.
+
+    Keeps: a transfer is reversed at most once (checked on the locked row; a unique index on
+    the reversal lines backs it); the recipient still holds the amount (else
+    ``InsufficientFunds``, nothing changes); the sender's balance cap; no one reverses a
+    transfer they took part in. A frozen wallet does not stop it: freezing the recipient is
+    how support holds disputed money until it is sent back. Daily limits and their counters
+    are not touched: this is a correction, not the customers' spending.
+    Two audit entries, both with the staff member as actor: ``transfer.reverse`` (the
+    movement) and ``admin.transfer_reverse`` (the decision and its reason). Both parties get
+    ``balance:update``, ``transaction:new`` and ``notification:new``, as for a transfer.
+    Locks: both wallets (``wallets_lock``, primary-key order, one query), the transfer row,
+    the actor's audit chain head, the event streams."""
+    reason = _required(reason)
+    _require_permission(actor, "wallet.reverse_transfer")
+    if actor.pk in (transfer.sender_id, transfer.recipient_id):
+        raise NotAllowed("You cannot reverse a transfer you took part in.")
+    with transaction.atomic(durable=True):
+        wallets = wallets_lock(user_ids=[transfer.sender_id, transfer.recipient_id])
+        locked = (
+            Transfer.objects.select_for_update(of=("self",))
+            .select_related("sender", "recipient")
+            .get(pk=transfer.pk)
+        )
+        if locked.status == Transfer.Status.REVERSED:
+            raise InvalidState("This transfer was already reversed.")
+        source, target = wallets[locked.recipient_id], wallets[locked.sender_id]
+        if source.balance < locked.amount:
+            raise InsufficientFunds("The recipient no longer has the money to send back.")
+        limits.check_balance_cap(target, locked.amount, is_own_wallet=False)
+        sender, recipient = locked.sender, locked.recipient
+        now = timezone.now()
+        locked.status = Transfer.Status.REVERSED
+        locked.save(update_fields=["status"])
+        debit, credit = _write(
+            [source, target],
+            [
+                _reversal_line(
+                    source,
+                    direction=LedgerEntry.Direction.DEBIT,
+                    transfer=locked,
+                    counterparty=sender,
+                    now=now,
+                    description=f"Reversal of {locked.reference} from {sender.get_full_name()}",
+                ),
+                _reversal_line(
+                    target,
+                    direction=LedgerEntry.Direction.CREDIT,
+                    transfer=locked,
+                    counterparty=recipient,
+                    now=now,
+                    description=f"Reversal of {locked.reference} to {recipient.get_full_name()}",
+                ),
+            ],
+        )
+        movement = audit_append(
+            actor=actor,
+            action="transfer.reverse",
+            entity_type="transfer",
+            entity_id=locked.pk,
+            data={
+                "reference": locked.reference,
+                "amount": format_paise(locked.amount),
+                "from": recipient.quickpe_id,
+                "to": sender.quickpe_id,
+                "debit": debit.reference,
+                "credit": credit.reference,
+            },
+            request=request,
+        )
+        decision = audit_append(
+            actor=actor,
+            action="admin.transfer_reverse",
+            entity_type="transfer",
+            entity_id=locked.pk,
+            data={"reference": locked.reference, "reason": reason},
+            request=request,
+        )
+        amount = format_inr(locked.amount)
+        notices = notifications_create(
+            [
+                Notification(
+                    user=sender,
+                    kind=Notification.Kind.TRANSFER_RECEIVED,
+                    title=f"{amount} returned to you",
+                    body=f"QuickPe support reversed your transfer {locked.reference} to "
+                    f"{recipient.get_full_name()}.",
+                    data={
+                        "transfer_id": locked.pk,
+                        "reference": locked.reference,
+                        "transaction_id": credit.pk,
+                    },
+                ),
+                Notification(
+                    user=recipient,
+                    kind=Notification.Kind.TRANSFER_SENT,
+                    title=f"{amount} sent back",
+                    body=f"QuickPe support reversed the transfer {locked.reference} from "
+                    f"{sender.get_full_name()}.",
+                    data={
+                        "transfer_id": locked.pk,
+                        "reference": locked.reference,
+                        "transaction_id": debit.pk,
+                    },
+                ),
+            ]
+        )
+        events_emit(
+            _movement_events(notices, (recipient.pk, debit), (sender.pk, credit)),
+            audit=[movement, decision],
+        )
+    return Reversal(transfer=locked, debit=debit, credit=credit)
