@@ -248,6 +248,13 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
+    # Four choice sets share the field name `kind`; name each after what it classifies.
+    "ENUM_NAME_OVERRIDES": {
+        "TransactionKindEnum": "wallet.models.LedgerEntry.Kind",
+        "NotificationKindEnum": "notifications.models.Notification.Kind",
+        "ExportKindEnum": "analytics.models.Export.Kind",
+        "InsightKindEnum": "analytics.insights.KINDS",
+    },
 }
 
 # Money rules (README: "Configuration"). Amounts are rupees in the environment, paise here.
@@ -280,6 +287,16 @@ if QUICKPE_AUDIT_CHAINS > 1024:  # the migration creates heads for chains 0..102
     raise ImproperlyConfigured("QUICKPE_AUDIT_CHAINS must be at most 1024.")
 # The public WebSocket URL advertised by /api/v1/realtime (daphne).
 QUICKPE_WEBSOCKET_URL = env_str("QUICKPE_WEBSOCKET_URL", "ws://127.0.0.1:8001/ws/events/")
+
+# Email (password reset links sent by support). Development prints messages on the console;
+# production sets an SMTP server, or another backend.
+EMAIL_BACKEND = env_str("EMAIL_BACKEND", "django.core.mail.backends.console.EmailBackend")
+EMAIL_HOST = env_str("EMAIL_HOST", "localhost")
+EMAIL_PORT = env_int("EMAIL_PORT", 25, minimum=1)
+EMAIL_HOST_USER = env_str("EMAIL_HOST_USER", "")
+EMAIL_HOST_PASSWORD = env_str("EMAIL_HOST_PASSWORD", "")
+EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS", False)
+DEFAULT_FROM_EMAIL = env_str("EMAIL_FROM", "QuickPe <no-reply@quickpe.test>")
 
 LOGGING = {
     "version": 1,

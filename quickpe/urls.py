@@ -1,13 +1,16 @@
 from django.contrib import admin
+from django.contrib.auth.views import PasswordResetCompleteView
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from quickpe import health
+from wallet.admin import PasswordResetConfirm
 
 api_v1 = [
     path("", include("wallet.api.urls")),
     path("", include("audit.urls")),
     path("", include("notifications.urls")),
+    path("", include("analytics.urls")),
 ]
 
 urlpatterns = [
@@ -17,6 +20,17 @@ urlpatterns = [
     path("health/live", health.live, name="health-live"),
     path("health/ready", health.ready, name="health-ready"),
     path("admin/", admin.site.urls),
+    # Where the password reset links that support sends lead (wallet.services.support).
+    path(
+        "account/password-reset/<uidb64>/<token>/",
+        PasswordResetConfirm.as_view(),
+        name="password_reset_confirm",
+    ),
+    path(
+        "account/password-reset/done/",
+        PasswordResetCompleteView.as_view(),
+        name="password_reset_complete",
+    ),
 ]
 
 handler400 = "quickpe.errors.handler400"
