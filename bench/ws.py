@@ -6,8 +6,9 @@ Runs under ``quickpe.embedded run`` (DATABASE_URL/REDIS_URL set), after ``bench.
 1. A fresh database ``quickpe_bench_ws`` on the same server (``quickpe`` is never touched),
    migrated, with max(BENCH_WS_LEVELS) users: the first BENCH_WS_SENDERS signed up and funded
    through the services, the rest bulk-inserted; an access token per user (``bench.ws_django``).
-2. ONE daphne process on a free 127.0.0.1 port, its file-descriptor limit raised, on that
-   database, the same Redis and a Redis prefix of its own.
+2. ONE daphne process on a free 127.0.0.1 port with the options ``make run`` gives it
+   (``quickpe.daphne_tuning``), its file-descriptor limit raised, on that database, the same
+   Redis and a Redis prefix of its own.
 3. BENCH_WS_CLIENT_PROCS client processes (``bench.ws_client``) sharing the users: a warm-up
    (a few connections opened and closed), then daphne's RSS as the baseline.
 4. For each level N (ascending; the connections of a level stay open for the next): connect
@@ -27,7 +28,8 @@ BENCH_WS_CLIENT_PROCS [2], BENCH_WS_CONNECT_CONCURRENCY [200], BENCH_WS_DRAIN [1
 wait for the last frames, BENCH_WS_BUDGET [300] seconds, BENCH_WS_DATABASE [quickpe_bench_ws],
 BENCH_WS_PROBE [0]: 1 runs daphne through ``bench.ws_daphne`` (the same daphne, plus an
 event-loop lag sampler, GC pause log and timers on daphne's per-second sweeps over every
-connection) and reports, per level, the stalls and how many slow frames they explain;
+connection) and reports, per level, the stalls, how many slow frames they explain and the
+objects young collections promoted, and at the end what one full collection costs;
 BENCH_WS_GC_FREEZE_EVERY [unset]: an experiment (implies the probe) that calls gc.freeze() in
 daphne every so many seconds.
 """
@@ -64,6 +66,7 @@ from bench.run import (
     show_command,
     table,
 )
+from quickpe.daphne_tuning import DAPHNE_OPTIONS
 
 TARGET_CONNECTIONS = 10_000
 TARGET_P99_MS = 100.0
@@ -190,6 +193,7 @@ class Daphne:
             "127.0.0.1",
             "-p",
             str(self.port),
+            *DAPHNE_OPTIONS,  # as `make run` runs it
             "quickpe.asgi:application",
         ]
         self.process: subprocess.Popen | None = None
@@ -245,6 +249,22 @@ class Daphne:
         while time.monotonic() < deadline:
             found = [
                 r for r in probe_records(self.probe_path, asked, 2e9) if r["kind"] == "objects"
+            ]
+            if found:
+                return found[-1]
+            time.sleep(0.1)
+        return None
+
+    def full_collection(self, timeout: float = 20) -> dict | None:
+        """With the probe: time one full garbage collection in daphne (SIGUSR2)."""
+        if self.probe_path is None:
+            return None
+        asked = time.time()
+        self.process.send_signal(signal.SIGUSR2)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            found = [
+                r for r in probe_records(self.probe_path, asked, 2e9) if r["kind"] == "full_gc"
             ]
             if found:
                 return found[-1]
@@ -439,6 +459,8 @@ def probe_summary(records: list[dict], samples: list[list[float]] | None = None)
         "gc_gen01_over_5ms": stats([r["ms"] for r in of("gc") if r["generation"] < 2]),
         "application_checker": stats([r["ms"] for r in of("application_checker")]),
         "timeout_checker": stats([r["ms"] for r in of("timeout_checker")]),
+        "gc_gen1_collections": len(of("promoted")),
+        "promoted_to_old": sum(r["n"] for r in of("promoted")),
     }
     if samples is not None:
         # A stall record is (start, length); the lag sampler sees it when it ends.
@@ -684,6 +706,8 @@ def fmt_probe(probe: dict) -> str:
             part("gen0/1 GC>5ms", probe["gc_gen01_over_5ms"]),
             part("application_checker", probe["application_checker"]),
             part("timeout_checker", probe["timeout_checker"]),
+            f"objects moved to the old generation {probe['promoted_to_old']:,} (in "
+            f"{probe['gc_gen1_collections']} generation-1 collections)",
         ]
     )
     if "slow_frames_over_50ms" in probe:
@@ -942,6 +966,11 @@ def main() -> int:
             if daphne.process.poll() is not None:
                 out(f"  daphne exited (code {daphne.process.returncode}); stopping")
                 break
+        # Last, so that it changes nothing measured: what one full collection costs now.
+        full = daphne.full_collection() if daphne.process.poll() is None else None
+        if full is not None:
+            report["probe_full_gc_at_end_ms"] = round(full["ms"], 1)
+            out(f"  probe: a full garbage collection in daphne now takes {full['ms']:.0f} ms")
         clients.quit()
         daphne.stop()
         report["commands"]["transfers"] = show_command(

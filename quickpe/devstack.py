@@ -11,6 +11,8 @@ import subprocess
 import sys
 import time
 
+from quickpe.daphne_tuning import DAPHNE_OPTIONS
+
 HOST = os.environ.get("QUICKPE_HOST", "127.0.0.1")
 PORT = os.environ.get("QUICKPE_PORT", "8000")
 WS_PORT = os.environ.get("QUICKPE_WS_PORT", "8001")
@@ -35,8 +37,9 @@ def servers() -> dict[str, list[str]]:
         "--access-logformat",
         '%(h)s "%(m)s %(U)s" %(s)s %(M)sms',
     ]
-    # daphne serves the WebSockets; it logs paths without query strings.
-    ws = f"daphne -b {HOST} -p {WS_PORT} quickpe.asgi:application"
+    # daphne serves the WebSockets; it logs paths without query strings. Its options (pings)
+    # are the ones `make bench` measured, see quickpe/daphne_tuning.py.
+    ws = f"daphne -b {HOST} -p {WS_PORT} {' '.join(DAPHNE_OPTIONS)} quickpe.asgi:application"
     # Background jobs, with the periodic ones (-B) in the same process for development.
     worker = "celery -A quickpe worker -B --loglevel INFO"
     worker += f" --concurrency {os.environ.get('WORKER_CONCURRENCY', '2')}"
