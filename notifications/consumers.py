@@ -20,9 +20,11 @@ from rest_framework_simplejwt.tokens import AccessToken
 
 from notifications import selectors
 from notifications.services import event_frame
+from quickpe.authentication import user_for_access_token
 from quickpe.formats import timestamp
 from quickpe.realtime import group_for
 from wallet.models import User
+from wallet.services.sessions import SESSION_CLAIM
 
 CLOSE_UNAUTHORIZED = 4401
 CLOSE_TOO_BIG = 1009
@@ -36,6 +38,11 @@ def _query(scope) -> dict[str, str]:
     return {key: values[-1] for key, values in parsed.items()}
 
 
+def authenticates_by_token(scope) -> bool:
+    """Whether the connection names a token; without one the session cookie is tried."""
+    return bool(_query(scope).get("token"))
+
+
 def _origin_allowed(scope) -> bool:
     """Cookie authentication only from our own pages (no cross-site WebSocket hijacking)."""
     origin = dict(scope.get("headers", [])).get(b"origin", b"").decode("latin-1")
@@ -44,13 +51,13 @@ def _origin_allowed(scope) -> bool:
 
 
 @database_sync_to_async
-def _user_from_token(raw: str) -> tuple[User | None, float | None]:
+def _token_holder(raw: str) -> tuple[User | None, AccessToken | None]:
+    """The user of a valid access token whose device session is active (as over HTTP)."""
     try:
         token = AccessToken(raw)
-        user = User.objects.filter(pk=int(token["user_id"]), is_active=True).first()
-    except (TokenError, KeyError, TypeError, ValueError):
+    except TokenError:
         return None, None
-    return user, float(token["exp"])
+    return user_for_access_token(token), token
 
 
 class EventStreamConsumer(AsyncJsonWebsocketConsumer):
@@ -58,10 +65,11 @@ class EventStreamConsumer(AsyncJsonWebsocketConsumer):
         self.user = None
         self.sent = 0
         self.send_lock = asyncio.Lock()
-        self.expiry_task = None
+        self.expiry = None
+        self.session_id = None
         await self.accept()
         query = _query(self.scope)
-        user, expires = await self._authenticate(query.get("token"))
+        user, token = await self._authenticate(query.get("token"))
         if user is None:
             await self.close(code=CLOSE_UNAUTHORIZED)
             return
@@ -73,14 +81,18 @@ class EventStreamConsumer(AsyncJsonWebsocketConsumer):
             await self.send_json(
                 {"type": "hello", "user": user.quickpe_id, "last_event_id": self.sent}
             )
-        if expires is not None:
-            self.expiry_task = asyncio.ensure_future(self._close_at(expires))
+        if token is not None:
+            self.session_id = token[SESSION_CLAIM]
+            # A timer, not a sleeping task: one daphne process holds thousands of connections,
+            # and a sleeping task keeps several more objects per connection for the cycle collector.
+            delay = max(float(token["exp"]) - time.time(), 0)
+            self.expiry = asyncio.get_running_loop().call_later(delay, self._expired)
         if "last_event_id" in query:
             await self._resume(query["last_event_id"])
 
     async def _authenticate(self, token: str | None):
         if token:
-            return await _user_from_token(token)
+            return await _token_holder(token)
         session_user = self.scope.get("user")
         if (
             session_user is not None
@@ -90,13 +102,18 @@ class EventStreamConsumer(AsyncJsonWebsocketConsumer):
             return session_user, None
         return None, None
 
-    async def _close_at(self, expires: float) -> None:
-        await asyncio.sleep(max(expires - time.time(), 0))
-        await self.close(code=CLOSE_UNAUTHORIZED)
+    async def sessions_revoked(self, message):
+        """The device session this socket signed in with was revoked: close it at once."""
+        if self.session_id is not None and self.session_id in message["sessions"]:
+            await self.close(code=CLOSE_UNAUTHORIZED)
+
+    def _expired(self) -> None:
+        # Kept in self.expiry: the loop holds only a weak reference to a task.
+        self.expiry = asyncio.ensure_future(self.close(code=CLOSE_UNAUTHORIZED))
 
     async def disconnect(self, code):
-        if self.expiry_task is not None:
-            self.expiry_task.cancel()
+        if self.expiry is not None:
+            self.expiry.cancel()
         if self.user is not None:
             await self.channel_layer.group_discard(group_for(self.user.pk), self.channel_name)
 

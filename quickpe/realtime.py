@@ -42,10 +42,10 @@ def _doorbell_loop() -> asyncio.AbstractEventLoop:
         return _loop
 
 
-async def _send(user_seqs: dict[int, int]) -> None:
+async def _send(messages: list[tuple[int, dict]]) -> None:
     layer = get_channel_layer()
-    for user_id, seq in user_seqs.items():
-        await layer.group_send(group_for(user_id), {"type": "events.ready", "seq": seq})
+    for user_id, message in messages:
+        await layer.group_send(group_for(user_id), message)
 
 
 def _log_failure(future: Future) -> None:
@@ -56,13 +56,29 @@ def _log_failure(future: Future) -> None:
         logger.error("doorbell failed", exc_info=error)
 
 
-def ring(user_seqs: dict[int, int]) -> Future:
-    """Schedule the rings on the doorbell loop; returns the future (tests may wait on it)."""
-    future = asyncio.run_coroutine_threadsafe(_send(user_seqs), _doorbell_loop())
+def _schedule(messages: list[tuple[int, dict]]) -> Future:
+    future = asyncio.run_coroutine_threadsafe(_send(messages), _doorbell_loop())
     future.add_done_callback(_log_failure)
     return future
+
+
+def ring(user_seqs: dict[int, int]) -> Future:
+    """Schedule the rings on the doorbell loop; returns the future (tests may wait on it)."""
+    return _schedule(
+        [(user_id, {"type": "events.ready", "seq": seq}) for user_id, seq in user_seqs.items()]
+    )
 
 
 def ring_after_commit(user_seqs: dict[int, int]) -> None:
     """Ring each user's group once the current transaction commits (never if it rolls back)."""
     transaction.on_commit(lambda: ring(user_seqs))
+
+
+def sessions_revoked_after_commit(user_id: int, session_ids: list[int]) -> None:
+    """Once the revocation commits, close the user's open sockets signed in with those sessions.
+
+    Best effort like the doorbell: a socket that misses it still closes when its access
+    token expires, and can never reconnect with that token."""
+    if session_ids:
+        message = {"type": "sessions.revoked", "sessions": sorted(session_ids)}
+        transaction.on_commit(lambda: _schedule([(user_id, message)]))

@@ -14,6 +14,7 @@ from notifications.models import Event, Notification
 from quickpe.asgi import application
 from tests.conftest import client_for, fund, make_user
 from tests.invariants import assert_money_invariants
+from wallet.services.users import tokens_issue
 
 pytestmark = pytest.mark.django_db(transaction=True)
 WAIT = 5  # seconds to wait for a frame that must come
@@ -28,14 +29,17 @@ def _own_channel_layer(settings):
 
 
 def token_for(user, lifetime: timedelta | None = None) -> str:
-    token = AccessToken.for_user(user)
-    if lifetime is not None:
-        token.set_exp(lifetime=lifetime)
+    """A signed-in device's access token, re-signed with a shorter life when asked."""
+    raw = tokens_issue(user)["access"]
+    if lifetime is None:
+        return raw
+    token = AccessToken(raw)
+    token.set_exp(lifetime=lifetime)
     return str(token)
 
 
 async def open_stream(user=None, *, token=None, query=""):
-    raw = token if token is not None else token_for(user)
+    raw = token if token is not None else await sync(token_for)(user)
     communicator = WebsocketCommunicator(application, f"/ws/events/?token={raw}{query}")
     connected, _ = await communicator.connect()
     assert connected
@@ -255,10 +259,11 @@ def test_ping_bad_messages_and_oversized_frames():
 
 def test_the_connection_closes_4401_when_the_token_expires():
     user = make_user("Expiring")
+    # exp has whole-second resolution: 3 s leaves at least 2 s to connect on a busy machine.
+    short_lived = token_for(user, timedelta(seconds=3))
 
     async def scenario():
-        # exp has whole-second resolution: 3 s leaves at least 2 s to connect on a busy machine.
-        stream = await open_stream(token=token_for(user, timedelta(seconds=3)))
+        stream = await open_stream(token=short_lived)
         assert (await stream.receive_json_from(timeout=WAIT))["type"] == "hello"
         assert await stream.receive_output(timeout=WAIT) == {
             "type": "websocket.close",

@@ -200,6 +200,42 @@ def test_the_new_device_notice_arrives_over_the_websocket(settings):
     assert audit["data"]["entry"]["action"] == "user.signin"
 
 
+@pytest.mark.django_db(transaction=True)
+def test_a_revoked_device_loses_its_open_socket_and_cannot_reconnect(settings):
+    layers = json.loads(json.dumps(settings.CHANNEL_LAYERS))
+    layers["default"]["CONFIG"]["prefix"] = f"test-{uuid.uuid4().hex}"
+    settings.CHANNEL_LAYERS = layers
+    user = make_user("Lost")
+    laptop, phone = sign_in(user, LAPTOP), sign_in(user, PHONE)
+
+    async def connect(tokens):
+        stream = WebsocketCommunicator(application, f"/ws/events/?token={tokens['access']}")
+        assert (await stream.connect())[0]
+        return stream
+
+    async def scenario():
+        kept, lost = await connect(laptop), await connect(phone)
+        for stream in (kept, lost):
+            assert (await stream.receive_json_from(timeout=5))["type"] == "hello"
+        session = await sync_to_async(DeviceSession.objects.get)(user=user, device__contains="iOS")
+        revoked = await sync_to_async(as_bearer(laptop).delete)(f"/api/v1/me/sessions/{session.pk}")
+        assert revoked.status_code == 204
+        closed = await lost.receive_output(timeout=5)
+        # The laptop stays connected and hears about the revocation (its audit entry).
+        heard = await kept.receive_json_from(timeout=5)
+        again = await connect(phone)
+        refused = await again.receive_output(timeout=5)
+        await kept.disconnect()
+        return closed, heard, refused
+
+    closed, heard, refused = async_to_sync(scenario)()
+
+    assert closed == {"type": "websocket.close", "code": 4401}
+    assert heard["type"] == "audit:new"
+    assert heard["data"]["entry"]["action"] == "session.revoke"
+    assert refused == {"type": "websocket.close", "code": 4401}
+
+
 def test_signup_is_the_first_device_and_sends_no_notice(db):
     response = APIClient().post(
         "/api/v1/auth/signup",

@@ -20,6 +20,7 @@ from ua_parser import parse as parse_user_agent
 from audit.services import audit_append
 from notifications.services import events_emit, security_notification
 from quickpe.errors import NotFound, QuickPeError
+from quickpe.realtime import sessions_revoked_after_commit
 from quickpe.request_meta import client_ip, user_agent
 from wallet.models import DeviceSession, User
 
@@ -90,6 +91,9 @@ def _pair(refresh: RefreshToken) -> dict[str, str]:
 def _revoke(sessions: list[DeviceSession], now) -> None:
     DeviceSession.objects.filter(pk__in=[s.pk for s in sessions]).update(revoked_at=now)
     _blacklist([session.refresh_jti for session in sessions])
+    for user_id in {session.user_id for session in sessions}:
+        revoked = [session.pk for session in sessions if session.user_id == user_id]
+        sessions_revoked_after_commit(user_id, revoked)
 
 
 def session_start(*, user: User, request=None, is_signin: bool = True):
@@ -222,9 +226,11 @@ def sessions_revoke_all(*, user: User, keep_session_id: int | None = None) -> in
     the contract says a password change revokes them all. Returns how many tokens were live."""
     now = timezone.now()
     _lock_user(user)
-    DeviceSession.objects.filter(user=user, revoked_at__isnull=True).exclude(
+    ending = DeviceSession.objects.filter(user=user, revoked_at__isnull=True).exclude(
         pk=keep_session_id
-    ).update(revoked_at=now)
+    )
+    sessions_revoked_after_commit(user.pk, list(ending.values_list("pk", flat=True)))
+    ending.update(revoked_at=now)
     if keep_session_id is not None:
         # Its refresh token is gone, so the session ends when its access token does.
         DeviceSession.objects.filter(pk=keep_session_id, revoked_at__isnull=True).update(
