@@ -102,10 +102,17 @@ def bob(db):
     return make_user("Bob", "Verma")
 
 
-def client_for(user: User | None = None) -> APIClient:
+def client_for(user: User | None = None, *, token: str | None = None) -> APIClient:
+    """An API client signed in as ``user`` (a new device session) or with ``token``.
+
+    Threads racing as one user share one token issued beforehand: every sign-in opens a
+    session, and past QUICKPE_MAX_SESSIONS the oldest are revoked, so a thread's own token
+    could die before it is used (401)."""
     client = APIClient()
-    if user is not None:
-        client.credentials(HTTP_AUTHORIZATION=f"Bearer {tokens_issue(user)['access']}")
+    if token is None and user is not None:
+        token = tokens_issue(user)["access"]
+    if token is not None:
+        client.credentials(HTTP_AUTHORIZATION=f"Bearer {token}")
     return client
 
 

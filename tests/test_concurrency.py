@@ -18,6 +18,7 @@ from audit.models import AuditEntry
 from tests.conftest import client_for, fund, make_user
 from tests.invariants import assert_money_invariants
 from wallet.models import LedgerEntry
+from wallet.services.users import tokens_issue
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -52,11 +53,12 @@ def test_random_movements_from_32_threads_keep_every_invariant(settings):
     statuses: Counter = Counter()
     lock = threading.Lock()
     deadline = time.monotonic() + 4
+    tokens = {user.pk: tokens_issue(user)["access"] for user in users}
 
     def work(index: int) -> None:
         rng = random.Random(index)  # noqa: S311 - test data
         me = users[index % len(users)]
-        client = client_for(me)
+        client = client_for(token=tokens[me.pk])
         while time.monotonic() < deadline:
             choice = rng.random()
             amount = f"{rng.randint(1, 150)}.{rng.randint(0, 99):02d}"
@@ -112,10 +114,11 @@ def test_opposite_transfers_between_two_wallets_never_deadlock_visibly():
     fund(bob, 10_000_00)
     codes: Counter = Counter()
     lock = threading.Lock()
+    tokens = {user.pk: tokens_issue(user)["access"] for user in (alice, bob)}
 
     def work(index: int) -> None:
         sender, recipient = (alice, bob) if index % 2 else (bob, alice)
-        client = client_for(sender)
+        client = client_for(token=tokens[sender.pk])
         for _ in range(15):
             response = client.post(
                 "/api/v1/transfers",
@@ -139,9 +142,10 @@ def post_at_once(user, path: str, body: dict, count: int) -> Counter:
     returns how many got each (status, code)."""
     answers: Counter = Counter()
     lock = threading.Lock()
+    token = tokens_issue(user)["access"]
 
     def work(index: int) -> None:
-        response = client_for(user).post(
+        response = client_for(token=token).post(
             path, body, format="json", HTTP_IDEMPOTENCY_KEY=f"at-once-{index}"
         )
         with lock:

@@ -11,6 +11,7 @@ from tests.conftest import client_for, fund, idempotency_keys, make_user, snapsh
 from tests.invariants import assert_money_invariants
 from tests.test_concurrency import run_threads
 from wallet.models import IdempotencyKey, LedgerEntry, Transfer
+from wallet.services.users import tokens_issue
 
 
 def post_transfer(client, recipient, amount="25.00", key="key-1", **extra):
@@ -30,8 +31,10 @@ def test_same_key_sent_20_times_at_once_moves_money_once():
     bodies: list[dict] = []
     lock = threading.Lock()
 
+    token = tokens_issue(alice)["access"]
+
     def work(index: int) -> None:
-        response = post_transfer(client_for(alice), bob, key="same-key")
+        response = post_transfer(client_for(token=token), bob, key="same-key")
         with lock:
             answers.append(
                 (
