@@ -33,9 +33,13 @@ format: install
 	$(VENV)/bin/ruff check --fix .
 	$(VENV)/bin/ruff format .
 
-# The transfer benchmark (bench.run), then the WebSocket one (bench.ws) on the same services.
+# Every benchmark on the same services, each in its own database: transfers (bench.run),
+# WebSocket fan-out (bench.ws), statement exports (bench.exports), analytics (bench.analytics).
+# All run even when one misses its target; the exit status says whether any did.
+BENCHES := run ws exports analytics
 bench: install bench-tools
-	$(WITH_SERVICES) sh -c '$(PY) -m bench.run && $(PY) -m bench.ws'
+	$(WITH_SERVICES) sh -c 'status=0; for b in $(BENCHES); do \
+	  $(PY) -m bench.$$b || status=1; done; exit $$status'
 
 # wrk drives the API with little CPU; without it bench.run falls back to a Python load generator.
 # Installed from Debian only when missing, when we are root and when apt knows the package

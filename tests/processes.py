@@ -63,27 +63,6 @@ class Redis:
         )
         wait_until(self.socket.exists, what="redis socket")
 
-    def start_worker(self, name: str):
-        self._spawn(
-            name, "celery", "-A", "quickpe", "worker", "--pool", "solo", "--loglevel", "WARNING"
-        )
-
-    def kill(self, name: str):
-        """SIGKILL: the process gets no chance to clean up or hand its work back."""
-        self.processes[name].kill()
-        self.processes[name].wait(timeout=15)
-
-    def celery_call(self, task: str):
-        """Queue a task by name, as Celery beat would."""
-        subprocess.run(  # noqa: S603
-            [sys.executable, "-m", "celery", "-A", "quickpe", "call", task],
-            cwd=BASE_DIR,
-            env=self.environment(),
-            check=True,
-            capture_output=True,
-            timeout=60,
-        )
-
     def stop(self):
         if self.process is not None:
             self.process.terminate()
