@@ -1,5 +1,7 @@
 """Shared fixtures. Tests run on the real PostgreSQL and Redis (embedded by default)."""
 
+import json
+import re
 import uuid
 from itertools import count
 
@@ -137,3 +139,26 @@ def snapshot() -> dict:
 
 def idempotency_keys() -> int:
     return IdempotencyKey.objects.count()
+
+
+PROBLEM_KEYS = {"type", "title", "status", "detail", "code", "errors"}
+# What must never reach a client: stack traces, SQL, internal module and class names.
+LEAKS = re.compile(
+    r"Traceback|File \"|psycopg|IntegrityError|DataError|OperationalError|SELECT |"
+    r"INSERT |django\.|rest_framework|wallet\.|quickpe\.",
+)
+
+
+def assert_problem(response, status: int, code: str) -> dict:
+    """A 4xx/5xx answer is problem+json with this status and stable code, and leaks nothing."""
+    assert response.status_code == status, response.content
+    assert response["Content-Type"] == "application/problem+json"
+    body = json.loads(response.content)
+    assert set(body) == PROBLEM_KEYS
+    assert (body["status"], body["code"]) == (status, code)
+    assert body["type"] == f"urn:quickpe:problem:{code}"
+    assert isinstance(body["title"], str) and body["title"]
+    assert isinstance(body["detail"], str) and body["detail"]
+    assert isinstance(body["errors"], list)
+    assert not LEAKS.search(response.content.decode()), response.content
+    return body

@@ -20,7 +20,7 @@ from django.utils import timezone
 from analytics import insights, selectors
 from analytics.models import Export
 from quickpe.money import format_inr, format_paise
-from tests.conftest import client_for, make_user, snapshot
+from tests.conftest import assert_problem, client_for, make_user, snapshot
 from wallet.models import LedgerEntry, User, Wallet
 from wallet.services.money import (
     deposit_create,
@@ -36,7 +36,6 @@ CATEGORIES = "/api/v1/analytics/categories"
 INSIGHTS = "/api/v1/analytics/insights"
 KPI = "/api/v1/analytics/kpi"
 TRANSACTIONS = "/api/v1/transactions"
-PROBLEM_KEYS = {"type", "title", "status", "detail", "code", "errors"}
 ZERO_FIGURES = {"sent": "0.00", "received": "0.00", "deposited": "0.00", "withdrawn": "0.00"}
 
 
@@ -143,16 +142,6 @@ def as_paise(figures: dict) -> dict:
         for key, value in figures.items()
         if key in ("sent", "received", "deposited", "withdrawn", "net", "count")
     }
-
-
-def assert_problem(response, status: int, code: str) -> dict:
-    assert response.status_code == status, response.content
-    assert response["Content-Type"] == "application/problem+json"
-    body = response.json()
-    assert set(body) == PROBLEM_KEYS
-    assert (body["status"], body["code"]) == (status, code)
-    assert "Traceback" not in response.content.decode()
-    return body
 
 
 @pytest.fixture

@@ -15,7 +15,7 @@ from rest_framework_simplejwt.tokens import AccessToken, RefreshToken
 
 import quickpe.settings as production_settings
 from audit.models import AuditEntry
-from tests.conftest import PASSWORD, client_for, make_user, snapshot
+from tests.conftest import PASSWORD, assert_problem, client_for, make_user, snapshot
 from wallet.models import LedgerEntry, User, Wallet
 
 SIGNUP = "/api/v1/auth/signup"
@@ -28,22 +28,8 @@ USERS = "/api/v1/users"
 AUDIT = "/api/v1/audit"
 AUDIT_VERIFY = "/api/v1/audit/verify"
 
-PROBLEM_KEYS = {"type", "title", "status", "detail", "code", "errors"}
 USER_KEYS = {"id", "quickpe_id", "email", "first_name", "last_name", "is_staff", "date_joined"}
 NEW_PASSWORD = "another-long-passphrase-2"
-
-
-def assert_problem(response, status: int, code: str) -> dict:
-    assert response.status_code == status, response.content
-    assert response["Content-Type"] == "application/problem+json"
-    body = response.json()
-    assert set(body) == PROBLEM_KEYS
-    assert body["status"] == status
-    assert body["code"] == code
-    assert body["type"] == f"urn:quickpe:problem:{code}"
-    assert isinstance(body["detail"], str) and body["detail"]
-    assert "Traceback" not in response.content.decode()
-    return body
 
 
 def error_fields(body: dict) -> set:

@@ -8,29 +8,7 @@ from django.test import RequestFactory
 from rest_framework.test import APIClient
 
 from quickpe.errors import handler500
-from tests.conftest import PASSWORD, client_for, fund, snapshot
-
-PROBLEM_KEYS = {"type", "title", "status", "detail", "code", "errors"}
-# What must never reach a client: stack traces, SQL, internal module and class names.
-LEAKS = re.compile(
-    r"Traceback|File \"|psycopg|IntegrityError|DataError|OperationalError|SELECT |"
-    r"INSERT |django\.|rest_framework|wallet\.|quickpe\.",
-)
-
-
-def assert_problem(response, status: int, code: str) -> dict:
-    assert response.status_code == status, response.content
-    assert response["Content-Type"] == "application/problem+json"
-    body = json.loads(response.content)
-    assert set(body) == PROBLEM_KEYS
-    assert (body["status"], body["code"]) == (status, code)
-    assert body["type"] == f"urn:quickpe:problem:{code}"
-    assert isinstance(body["title"], str) and body["title"]
-    assert isinstance(body["detail"], str) and body["detail"]
-    assert isinstance(body["errors"], list)
-    assert not LEAKS.search(response.content.decode()), response.content
-    return body
-
+from tests.conftest import LEAKS, PASSWORD, assert_problem, client_for, fund, snapshot
 
 # --- 404 and 405 -------------------------------------------------------------------------
 

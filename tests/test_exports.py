@@ -19,8 +19,7 @@ from analytics.models import Export
 from analytics.tasks import export_build
 from audit.models import AuditEntry
 from notifications.models import Event, Notification
-from tests.conftest import client_for, fund, make_user, snapshot
-from tests.test_auth_api import assert_problem
+from tests.conftest import assert_problem, client_for, fund, make_user, snapshot
 from wallet.models import LedgerEntry
 from wallet.services.money import transfer_create, withdrawal_create
 

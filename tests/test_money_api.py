@@ -14,7 +14,7 @@ from django.db import connection
 
 from audit.models import AuditEntry
 from quickpe.env import env_rate
-from tests.conftest import client_for, fund, idempotency_keys, make_user, snapshot
+from tests.conftest import assert_problem, client_for, fund, idempotency_keys, make_user, snapshot
 from wallet.idempotency import _advisory_lock_id
 from wallet.limits import business_day
 from wallet.models import LedgerEntry, Transfer, User, Wallet
@@ -31,7 +31,6 @@ TRANSFERS = "/api/v1/transfers"
 TRANSACTIONS = "/api/v1/transactions"
 WALLET = "/api/v1/wallet"
 
-PROBLEM_KEYS = {"type", "title", "status", "detail", "code", "errors"}
 TRANSACTION_KEYS = {
     "id",
     "reference",
@@ -58,18 +57,6 @@ TRANSFER_KEYS = {
 }
 IST = ZoneInfo("Asia/Kolkata")
 OMITTED = object()
-
-
-def assert_problem(response, status: int, code: str) -> dict:
-    assert response.status_code == status, response.content
-    assert response["Content-Type"] == "application/problem+json"
-    body = response.json()
-    assert set(body) == PROBLEM_KEYS
-    assert (body["status"], body["code"]) == (status, code)
-    assert body["type"] == f"urn:quickpe:problem:{code}"
-    assert isinstance(body["detail"], str) and body["detail"]
-    assert "Traceback" not in response.content.decode()
-    return body
 
 
 def field_codes(body: dict) -> list[tuple]:

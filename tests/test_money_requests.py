@@ -18,10 +18,10 @@ from django.utils import timezone
 
 from audit.models import AuditEntry
 from notifications.models import Event, Notification
-from tests.conftest import client_for, fund, idempotency_keys, make_user, snapshot
+from tests.conftest import assert_problem, client_for, fund, idempotency_keys, make_user, snapshot
 from tests.invariants import assert_money_invariants
 from tests.test_concurrency import run_threads
-from tests.test_money_api import api_time, assert_problem, field_codes
+from tests.test_money_api import api_time, field_codes
 from wallet.models import LedgerEntry, MoneyRequest, Transfer, Wallet
 from wallet.services.money import transfer_create, wallet_set_status
 from wallet.services.requests import money_request_create, money_requests_expire

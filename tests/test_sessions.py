@@ -12,8 +12,7 @@ from rest_framework.test import APIClient
 from audit.models import AuditEntry
 from notifications.models import Event, Notification
 from quickpe.asgi import application
-from tests.conftest import PASSWORD, make_user
-from tests.test_auth_api import assert_problem
+from tests.conftest import PASSWORD, assert_problem, make_user
 from tests.test_concurrency import run_threads
 from wallet.models import DeviceSession
 from wallet.services.sessions import describe_device
