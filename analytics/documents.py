@@ -172,45 +172,82 @@ def statement(export: Export) -> Document:
     )
 
 
-def audit_trail(export: Export) -> Document:
-    user = export.user
-    entries = AuditEntry.objects.filter(
-        actor=user, created_at__gte=export.period_start, created_at__lt=export.period_end
-    )
+def _audit_document(export: Export, entries, *, title: str, facts, by_actor: bool) -> Document:
+    """Audit entries in ``seq`` order; ``by_actor`` adds the actor's QuickPe ID (a whole-log
+    export names who did each thing; a customer's own trail is all theirs)."""
+    fields = ["seq", "created_at", "action", "entity_type", "entity_id", "ip", "hash"]
+    if by_actor:
+        fields.append("actor__quickpe_id")
 
     def rows():
-        for entry in entries.order_by("seq").iterator(CHUNK):
-            when = _local(entry.created_at)
-            entity = f"{entry.entity_type} {entry.entity_id}".strip()
+        for seq, created_at, action, entity_type, entity_id, ip, digest, *actor in (
+            entries.order_by("seq").values_list(*fields).iterator(CHUNK)
+        ):
+            when = _local(created_at)
+            entity = f"{entity_type} {entity_id}".strip()
+            who = [actor[0] or "-"] if by_actor else []
             yield (
-                [str(entry.seq), when, entry.action, entity, entry.ip or "", entry.hash],
-                [str(entry.seq), when, entry.action, entity, entry.ip or "", entry.hash[:24]],
+                [str(seq), when, *who, action, entity, ip or "", digest],
+                [str(seq), when, *who, action, entity, ip or "", digest[:24]],
             )
 
+    actor_column = [Column("Actor", 62)] if by_actor else []
+    narrow = 18 if by_actor else 0  # the actor column's room, taken from the others
     return Document(
-        title="Audit trail",
-        facts=[
-            ("Account holder", user.get_full_name()),
-            ("QuickPe ID", user.quickpe_id),
-            ("Period", period_label(export)),
-        ],
+        title=title,
+        facts=[*facts, ("Period", period_label(export))],
         columns=[
             Column("Seq", 40),
             Column("Time (IST)", 64),
-            Column("Action", 110),
-            Column("Entity", 90),
-            Column("IP", 80),
-            Column("Hash (first 24)", 139, font="Courier"),
+            *actor_column,
+            Column("Action", 110 - narrow),
+            Column("Entity", 90 - narrow),
+            Column("IP", 80 - narrow),
+            Column("Hash (first 24)", 139 - 62 + 3 * narrow if by_actor else 139, font="Courier"),
         ],
         total_rows=entries.count(),
         rows=rows(),
         closing=lambda: ([("Entries", str(entries.count()))], []),
-        csv_header=["seq", "time_ist", "action", "entity", "ip", "hash"],
+        csv_header=[
+            "seq",
+            "time_ist",
+            *(["actor"] if by_actor else []),
+            "action",
+            "entity",
+            "ip",
+            "hash",
+        ],
     )
 
 
+def audit_trail(export: Export) -> Document:
+    """The customer's own audit entries (they are the actor) in the period."""
+    user = export.user
+    entries = AuditEntry.objects.filter(
+        actor=user, created_at__gte=export.period_start, created_at__lt=export.period_end
+    )
+    facts = [("Account holder", user.get_full_name()), ("QuickPe ID", user.quickpe_id)]
+    return _audit_document(export, entries, title="Audit trail", facts=facts, by_actor=False)
+
+
+def audit_log(export: Export) -> Document:
+    """Every user's audit entries in the period, for compliance staff."""
+    entries = AuditEntry.objects.filter(
+        created_at__gte=export.period_start, created_at__lt=export.period_end
+    )
+    facts = [("Requested by", f"{export.user.get_full_name()} ({export.user.quickpe_id})")]
+    return _audit_document(export, entries, title="Audit log", facts=facts, by_actor=True)
+
+
+_DOCUMENTS = {
+    Export.Kind.STATEMENT: statement,
+    Export.Kind.AUDIT: audit_trail,
+    Export.Kind.AUDIT_LOG: audit_log,
+}
+
+
 def document_for(export: Export) -> Document:
-    return statement(export) if export.kind == Export.Kind.STATEMENT else audit_trail(export)
+    return _DOCUMENTS[export.kind](export)
 
 
 def write(export: Export, document: Document, out, tick: "Tick") -> int:

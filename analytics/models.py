@@ -8,7 +8,9 @@ from django.utils import timezone
 class Export(models.Model):
     class Kind(models.TextChoices):
         STATEMENT = "statement"
-        AUDIT = "audit"
+        AUDIT = "audit"  # the customer's own audit trail
+        # Every user's entries: compliance staff ask for it in the admin, never through the API.
+        AUDIT_LOG = "audit_log", "Audit log (all users)"
 
     class Format(models.TextChoices):
         PDF = "pdf"
@@ -67,3 +69,7 @@ class Export(models.Model):
 
     def __str__(self):
         return f"{self.kind} {self.format} #{self.pk}"
+
+
+# What customers may ask for and see through the API (the contract's `kind`).
+CUSTOMER_KINDS = [Export.Kind.STATEMENT, Export.Kind.AUDIT]

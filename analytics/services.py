@@ -21,7 +21,7 @@ from analytics.representations import export_data
 from audit.services import audit_append
 from notifications.models import Notification
 from notifications.services import events_emit, notifications_create
-from quickpe.errors import QuickPeError
+from quickpe.errors import NotAllowed, QuickPeError
 from quickpe.jobs import dispatch_after_commit
 
 _CLAIM = """
@@ -82,6 +82,22 @@ def export_create(
 
         dispatch_after_commit(export_build, export.pk)
     return export
+
+
+def audit_log_export_create(*, actor, format: str, period_start, period_end, request=None):
+    """Queue an export of every user's audit entries in the period for a staff member with
+    ``audit.export_log`` (the compliance group). Built and audited like any export; only its
+    requester can download it (from the admin)."""
+    if not (actor.is_active and actor.is_staff and actor.has_perm("audit.export_log")):
+        raise NotAllowed("Exporting the audit log needs the audit.export_log permission.")
+    return export_create(
+        user=actor,
+        kind=Export.Kind.AUDIT_LOG,
+        format=format,
+        period_start=period_start,
+        period_end=period_end,
+        request=request,
+    )
 
 
 def export_claim(*, export_id: int) -> Export | None:

@@ -28,7 +28,10 @@ class AuditEntry(models.Model):
 
     class Meta:
         verbose_name_plural = "audit entries"
-        permissions = [("verify_chain", "Can verify the audit chain")]
+        permissions = [
+            ("verify_chain", "Can verify the audit chain"),
+            ("export_log", "Can export the whole audit log"),
+        ]
         indexes = [
             models.Index(fields=["actor", "-seq"], name="audit_entry_actor_recent"),
         ]

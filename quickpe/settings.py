@@ -252,7 +252,7 @@ SPECTACULAR_SETTINGS = {
     "ENUM_NAME_OVERRIDES": {
         "TransactionKindEnum": "wallet.models.LedgerEntry.Kind",
         "NotificationKindEnum": "notifications.models.Notification.Kind",
-        "ExportKindEnum": "analytics.models.Export.Kind",
+        "ExportKindEnum": "analytics.models.CUSTOMER_KINDS",
         "InsightKindEnum": "analytics.insights.KINDS",
     },
 }

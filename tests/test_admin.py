@@ -20,9 +20,10 @@ pytestmark = pytest.mark.django_db
 
 
 def groups_sync() -> None:
-    """The groups of migration wallet.0005, by its own code: tests with transaction=True end by
-    flushing every table, groups included (production never flushes)."""
+    """The groups of migrations wallet.0005 and 0006, by their own code: tests with
+    transaction=True end by flushing every table, groups included (production never flushes)."""
     importlib.import_module("wallet.migrations.0005_support_groups").groups_sync(apps)
+    importlib.import_module("wallet.migrations.0006_groups_exports").permissions_add(apps, None)
 
 
 def staff_in(group: str | None, *, is_superuser: bool = False) -> tuple[User, Client]:

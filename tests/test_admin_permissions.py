@@ -1,20 +1,24 @@
 """Who may see and do what in the admin, tried through every URL as staff of each group.
 
 support: sees everything, freezes/unfreezes wallets, sends password resets.
-compliance: sees everything, verifies the audit chain.
+compliance: sees everything, verifies the audit chain, exports the whole audit log.
 superusers: also create/edit accounts, deactivate/reactivate users and reverse transfers.
 Nobody, superusers included, changes a balance, a ledger line, a transfer or an audit entry.
 """
 
 import importlib
 import re
+from datetime import timedelta
 
 import pytest
 from django.contrib.auth.models import Group
 from django.db import connection
 from django.db.migrations.executor import MigrationExecutor
 from django.test import Client
+from django.utils import timezone
 
+from analytics.models import Export
+from analytics.services import export_create
 from audit.models import AuditEntry
 from notifications.models import Notification
 from tests.conftest import PASSWORD, client_for, fund, make_user, snapshot
@@ -45,6 +49,13 @@ def history(alice, bob):
     transfer = transfer_create(sender=alice, recipient=bob, amount=120_00).transfer
     money_request_create(requester=bob, payer=alice, amount=5_00)
     client_for(alice)  # a device session
+    export_create(
+        user=alice,
+        kind="statement",
+        format="csv",
+        period_start=timezone.now() - timedelta(days=1),
+        period_end=timezone.now(),
+    )
     return transfer
 
 
@@ -65,6 +76,25 @@ def test_the_migration_makes_both_groups_with_least_privilege():
         "wallet.send_password_reset",
     }
     assert group_permissions("compliance") == VIEW_EVERYTHING | {"audit.verify_chain"}
+
+
+def test_exports_join_both_groups_and_only_compliance_exports_the_audit_log():
+    Group.objects.filter(name__in=["support", "compliance"]).delete()
+    state = MigrationExecutor(connection).loader.project_state(("wallet", "0006_groups_exports"))
+    importlib.import_module("wallet.migrations.0005_support_groups").groups_sync(state.apps)
+    importlib.import_module("wallet.migrations.0006_groups_exports").permissions_add(
+        state.apps, None
+    )
+    assert group_permissions("support") == VIEW_EVERYTHING | {
+        "wallet.freeze_wallet",
+        "wallet.send_password_reset",
+        "analytics.view_export",
+    }
+    assert group_permissions("compliance") == VIEW_EVERYTHING | {
+        "audit.verify_chain",
+        "analytics.view_export",
+        "audit.export_log",
+    }
 
 
 def list_pages(transfer) -> list[str]:
@@ -88,6 +118,8 @@ def list_pages(transfer) -> list[str]:
         f"/admin/notifications/notification/{Notification.objects.first().pk}/change/",
         "/admin/audit/auditentry/",
         f"/admin/audit/auditentry/{AuditEntry.objects.first().pk}/change/",
+        "/admin/analytics/export/",
+        f"/admin/analytics/export/{Export.objects.get().pk}/change/",
     ]
 
 

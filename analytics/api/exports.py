@@ -12,7 +12,7 @@ from rest_framework import generics, serializers, status
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from analytics.models import Export
+from analytics.models import CUSTOMER_KINDS, Export
 from analytics.representations import export_data
 from analytics.services import NotReady, export_create, exports_storage
 from quickpe.errors import NotFound
@@ -25,7 +25,7 @@ CONTENT_TYPES = {"pdf": "application/pdf", "csv": "text/csv; charset=utf-8"}
 
 class ExportSerializer(serializers.Serializer):
     id = serializers.IntegerField()
-    kind = serializers.ChoiceField(choices=Export.Kind.choices)
+    kind = serializers.ChoiceField(choices=CUSTOMER_KINDS)
     format = serializers.ChoiceField(choices=Export.Format.choices)
     status = serializers.ChoiceField(choices=Export.Status.choices)
     progress = serializers.IntegerField(min_value=0, max_value=100)
@@ -65,7 +65,7 @@ class _Bound(serializers.CharField):
 
 
 class ExportRequestSerializer(serializers.Serializer):
-    kind = serializers.ChoiceField(choices=Export.Kind.choices)
+    kind = serializers.ChoiceField(choices=CUSTOMER_KINDS)
     format = serializers.ChoiceField(choices=Export.Format.choices)
 
     def get_fields(self):
@@ -97,7 +97,7 @@ class ExportListCreateView(generics.ListAPIView):
         return [ExportRateThrottle()] if self.request.method == "POST" else []
 
     def get_queryset(self):
-        return Export.objects.filter(user=self.request.user)
+        return own_exports(self.request.user)
 
     @extend_schema(tags=["exports"], description="Your exports, newest first (kept 7 days).")
     def get(self, request, *args, **kwargs):
@@ -129,7 +129,7 @@ class ExportDetailView(generics.RetrieveAPIView):
     serializer_class = ExportSerializer
 
     def get_queryset(self):
-        return Export.objects.filter(user=self.request.user)
+        return own_exports(self.request.user)
 
     @extend_schema(tags=["exports"], description="Your export; anyone else's is 404.")
     def get(self, request, *args, **kwargs):
@@ -148,17 +148,29 @@ class ExportDownloadView(APIView):
         description="The file, as an attachment. 409 `not_ready` until the export is `done`.",
     )
     def get(self, request, pk: int):
-        export = Export.objects.filter(user=request.user, pk=pk).first()
+        export = own_exports(request.user).filter(pk=pk).first()
         if export is None:
             raise NotFound("No such export.")
-        if export.status != Export.Status.DONE:
-            raise NotReady(f"The export is {export.status}.")
-        zone = ZoneInfo(settings.QUICKPE_BUSINESS_TIME_ZONE)
-        start = export.period_start.astimezone(zone).date()
-        name = f"quickpe-{export.kind}-{request.user.quickpe_id}-{start:%Y%m%d}-{export.pk}"
-        return FileResponse(
-            exports_storage().open(export.file, "rb"),
-            as_attachment=True,
-            filename=f"{name}.{export.format}",
-            content_type=CONTENT_TYPES[export.format],
-        )
+        return file_response(export)
+
+
+def own_exports(user):
+    """The user's exports that the API shows: statements and their own audit trails (audit-log
+    exports of compliance staff live in the admin)."""
+    return Export.objects.filter(user=user, kind__in=CUSTOMER_KINDS)
+
+
+def file_response(export: Export) -> FileResponse:
+    """The built file as an attachment; NotReady until the export is done. The caller has
+    already checked that ``export`` belongs to whoever asks."""
+    if export.status != Export.Status.DONE:
+        raise NotReady(f"The export is {export.status}.")
+    zone = ZoneInfo(settings.QUICKPE_BUSINESS_TIME_ZONE)
+    start = export.period_start.astimezone(zone).date()
+    name = f"quickpe-{export.kind}-{export.user.quickpe_id}-{start:%Y%m%d}-{export.pk}"
+    return FileResponse(
+        exports_storage().open(export.file, "rb"),
+        as_attachment=True,
+        filename=f"{name}.{export.format}",
+        content_type=CONTENT_TYPES[export.format],
+    )
