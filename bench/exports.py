@@ -78,7 +78,8 @@ def build(fmt: str, lines: int) -> None:
     user = User.objects.get(email=EMAIL)
     with connection.cursor() as cursor:  # the period that holds exactly ``lines`` lines
         cursor.execute(
-            "SELECT created_at FROM wallet_ledgerentry e JOIN wallet_wallet w ON w.id = e.wallet_id"
+            "SELECT e.created_at FROM wallet_ledgerentry e"
+            " JOIN wallet_wallet w ON w.id = e.wallet_id"
             " WHERE w.user_id = %s ORDER BY e.created_at DESC OFFSET %s LIMIT 1",
             [user.pk, lines - 1],
         )
