@@ -5,7 +5,8 @@ same ``SECRET_KEY``, ``REDIS_URL`` and ``QUICKPE_REDIS_PREFIX`` as the daphne pr
 
     python -m bench.ws_django setup OUT.json USERS SENDERS
         USERS users (one WebSocket connection each), the first SENDERS of them funded with
-        ``deposit_create``; an access token per user from ``AccessToken.for_user``.
+        ``deposit_create``; a device session per user (bulk-inserted) and an access token
+        bound to it (``AccessToken.for_user`` plus the session claim, as a sign-in issues).
     python -m bench.ws_django transfers USERS.json CONNECTED RATE SECONDS
         ``transfer_create`` (each in its own ``transaction.atomic``) at a steady RATE per second
         for SECONDS, from a funded user to a random other user among the first CONNECTED (all of
@@ -22,6 +23,8 @@ import os
 import random
 import sys
 import time
+import uuid
+from datetime import timedelta
 
 import django
 
@@ -40,11 +43,13 @@ def setup(out_path: str, count: int, senders: int) -> int:
     from django.conf import settings
     from django.contrib.auth.hashers import make_password
     from django.db import transaction
+    from django.utils import timezone
     from rest_framework_simplejwt.tokens import AccessToken
 
-    from wallet.models import User, Wallet
+    from wallet.models import DeviceSession, User, Wallet
     from wallet.references import new_quickpe_id
     from wallet.services.money import deposit_create
+    from wallet.services.sessions import SESSION_CLAIM
     from wallet.services.users import user_create
 
     started = time.monotonic()
@@ -85,7 +90,26 @@ def setup(out_path: str, count: int, senders: int) -> int:
         Wallet.objects.bulk_create([Wallet(user=user) for user in rest], batch_size=2000)
     users = funded + rest
     minted = time.monotonic()
-    tokens = [str(AccessToken.for_user(user)) for user in users]
+    # The stream accepts only tokens of an active device session, as the API does.
+    expires = timezone.now() + timedelta(days=1)
+    sessions = DeviceSession.objects.bulk_create(
+        [
+            DeviceSession(
+                user=user,
+                device="bench",
+                device_key="bench",
+                refresh_jti=uuid.uuid4().hex,
+                expires_at=expires,
+            )
+            for user in users
+        ],
+        batch_size=2000,
+    )
+    tokens = []
+    for user, session in zip(users, sessions, strict=True):
+        token = AccessToken.for_user(user)
+        token[SESSION_CLAIM] = session.pk
+        tokens.append(str(token))
     payload = {
         "users": [
             {"id": user.pk, "token": token} for user, token in zip(users, tokens, strict=True)
