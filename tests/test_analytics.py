@@ -662,7 +662,7 @@ def test_insights_from_a_chosen_month(people):
     by_kind = {insight.kind: insight for insight in found}
     assert by_kind["unusual_activity"].message == (
         "₹5,000.00 sent to Carol User on 18 March is 50 times your typical payment "
-        "(₹100.00, the median over the 90 days before the last 7)."
+        "(₹100.00, the median of your payments before the last 7 days)."
     )
     assert by_kind["spending_change"].message == (
         "You have spent ₹7,501.00 so far in March, 650% more than by this point in February "
@@ -749,6 +749,23 @@ def test_unusual_activity_needs_a_baseline_and_a_real_outlier(people):
     assert "unusual_activity" not in kinds(
         insights.insights_for(user=alice, now=now + timedelta(days=6))
     )
+
+
+def test_the_unusual_activity_baseline_is_the_latest_payments_only(people, monkeypatch):
+    monkeypatch.setattr(insights, "UNUSUAL_BASELINE_PAYMENTS", 5)
+    alice, bob, _carol = people
+    now = ist(2026, 5, 20, 12, 0)
+    # Older, large payments that would lift the median to Rs 5,000 if they counted...
+    for day in range(1, 7):
+        send(alice, bob, 5_000_00, ist(2026, 3, day, 10, 0))
+    # ...but the last five before the recent week are Rs 100 each.
+    for day in range(1, 6):
+        send(alice, bob, 100_00, ist(2026, 4, day, 10, 0))
+    send(alice, bob, 2_000_00, ist(2026, 5, 19, 10, 0))
+    [unusual] = [
+        i for i in insights.insights_for(user=alice, now=now) if i.kind == "unusual_activity"
+    ]
+    assert "20 times your typical payment (₹100.00" in unusual.message
 
 
 def test_unusual_activity_ignores_small_sums(people):
