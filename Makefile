@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 # Start embedded PostgreSQL/Redis when DATABASE_URL/REDIS_URL are unset; stop them afterwards.
 WITH_SERVICES := $(PY) -m quickpe.embedded run --
 
-.PHONY: install run test lint format bench bench-tools stop clean
+.PHONY: install run test lint format bench bench-tools test-tools stop clean
 
 install: $(STAMP)
 
@@ -20,7 +20,7 @@ run: install
 	$(WITH_SERVICES) $(PY) -m quickpe.devstack
 
 # Tests use their own Redis namespace, apart from a `make run` on the same machine.
-test: install lint
+test: install lint test-tools
 	QUICKPE_REDIS_PREFIX=quickpe-test $(WITH_SERVICES) $(PY) -m pytest -n 2 -m "not slow" $(PYTEST_ARGS)
 
 lint: install
@@ -41,23 +41,33 @@ bench: install bench-tools
 	$(WITH_SERVICES) sh -c 'status=0; for b in $(BENCHES); do \
 	  $(PY) -m bench.$$b || status=1; done; exit $$status'
 
+# Debian packages some targets use, installed only when the command is missing, when we are
+# root and when apt knows the package (a stale package list gets one `apt-get update` and a
+# second try). Otherwise it says why and goes on: what needs the package falls back or skips.
+#   $(call apt_install,<command>,<package>,<what happens without it>)
+APT_GET = DEBIAN_FRONTEND=noninteractive timeout 900 apt-get install -y -qq $(2) >/dev/null 2>&1
+define apt_install
+command -v $(1) >/dev/null 2>&1 || { \
+  if [ "$$(id -u)" != 0 ] || ! command -v apt-get >/dev/null 2>&1; then \
+    echo "$(1) not found and cannot apt-get $(2); $(3)"; \
+  else \
+    apt-cache policy $(2) 2>/dev/null | grep -q 'Candidate: [0-9]' \
+      || timeout 120 apt-get update -qq >/dev/null 2>&1 || true; \
+    if apt-cache policy $(2) 2>/dev/null | grep -q 'Candidate: [0-9]'; then \
+      echo "installing $(2) (apt-get install -y $(2))"; \
+      $(APT_GET) || { timeout 120 apt-get update -qq >/dev/null 2>&1; $(APT_GET); } \
+        || echo "could not install $(2); $(3)"; \
+    else echo "apt has no $(2) package; $(3)"; fi; \
+  fi; }
+endef
+
 # wrk drives the API with little CPU; without it bench.run falls back to a Python load generator.
-# Installed from Debian only when missing, when we are root and when apt knows the package
-# (a stale package list gets one `apt-get update` and a second try).
-APT_WRK := timeout 180 apt-get install -y -qq wrk >/dev/null 2>&1
 bench-tools:
-	@command -v wrk >/dev/null 2>&1 || { \
-	  if [ "$$(id -u)" != 0 ] || ! command -v apt-get >/dev/null 2>&1; then \
-	    echo "bench: wrk not found and cannot apt-get it; using the Python load generator"; \
-	  else \
-	    apt-cache policy wrk 2>/dev/null | grep -q 'Candidate: [0-9]' \
-	      || timeout 120 apt-get update -qq >/dev/null 2>&1 || true; \
-	    if apt-cache policy wrk 2>/dev/null | grep -q 'Candidate: [0-9]'; then \
-	      echo "bench: installing wrk (apt-get install -y wrk)"; \
-	      $(APT_WRK) || { timeout 120 apt-get update -qq >/dev/null 2>&1; $(APT_WRK); } \
-	        || echo "bench: could not install wrk; using the Python load generator"; \
-	    else echo "bench: apt has no wrk package; using the Python load generator"; fi; \
-	  fi; }
+	@$(call apt_install,wrk,wrk,bench uses the Python load generator)
+
+# Chromium (Debian's, driven by Playwright) for the browser tests.
+test-tools:
+	@$(call apt_install,chromium,chromium,the browser tests are skipped)
 
 stop: install
 	$(PY) -m quickpe.embedded stop
