@@ -11,7 +11,9 @@ the attempted movement is rolled back to a savepoint and the refusal is stored u
 import hashlib
 import json
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import timedelta
+from typing import Any
 
 from django.conf import settings
 from django.db import connection, transaction
@@ -66,11 +68,11 @@ def _advisory_lock_id(user_id: int, key: str) -> int:
     return int.from_bytes(raw, "big", signed=True)
 
 
-def _replay(record: IdempotencyKey) -> Response:
-    is_problem = record.response_status >= 400
+def _replay(outcome) -> Response:
+    is_problem = outcome.status >= 400
     return Response(
-        record.response_body,
-        status=record.response_status,
+        outcome.body,
+        status=outcome.status,
         headers={REPLAYED_HEADER: "true"},
         content_type=PROBLEM_CONTENT_TYPE if is_problem else None,
     )
@@ -80,14 +82,30 @@ def _replay(record: IdempotencyKey) -> Response:
 _REMEMBERED = (QuickPeError, drf.ValidationError, drf.ParseError)
 
 
-def idempotent(request, view, handler: Callable[[], Response]) -> Response:
-    """Run ``handler`` at most once per (user, Idempotency-Key) within the retention window."""
-    key = _validated_key(request)
-    fingerprint, parse_error = _fingerprint(request)
-    user = request.user
-    context = {"request": request, "view": view}
+@dataclass
+class Outcome:
+    """What a money-moving request answered: kept under its key and given again on a replay."""
 
-    def attempt() -> Response:
+    status: int
+    body: Any
+    is_replay: bool = False
+
+
+def run_once(
+    *,
+    user,
+    key: str,
+    fingerprint: str,
+    handler: Callable[[], Outcome],
+    refusal: Callable[[Exception], Outcome],
+) -> Outcome:
+    """Run ``handler`` at most once per (user, key) within the retention window, in one
+    transaction with the key row; the API and the dashboard's money forms both come here.
+    A refusal (``_REMEMBERED``) is rolled back to a savepoint and its ``refusal`` outcome kept
+    under the key too. Locks: a transaction-scoped advisory lock on (user, key), then whatever
+    the handler locks."""
+
+    def attempt() -> Outcome:
         with transaction.atomic():
             with connection.cursor() as cursor:
                 cursor.execute(
@@ -104,25 +122,50 @@ def idempotent(request, view, handler: Callable[[], Response]) -> Response:
             if record is not None:
                 if record.fingerprint != fingerprint:
                     raise IdempotencyKeyReused()
-                return _replay(record)
+                return Outcome(record.response_status, record.response_body, is_replay=True)
             try:
                 with transaction.atomic():  # savepoint: a refusal undoes only the attempt
-                    if parse_error is not None:
-                        raise parse_error
-                    response = handler()
+                    outcome = handler()
             except _REMEMBERED as error:
-                response = problem_exception_handler(error, context)
+                outcome = refusal(error)
             insert_models(
                 [
                     IdempotencyKey(
                         user=user,
                         key=key,
                         fingerprint=fingerprint,
-                        response_status=response.status_code,
-                        response_body=response.data,
+                        response_status=outcome.status,
+                        response_body=outcome.body,
                     )
                 ]
             )
-            return response
+            return outcome
 
     return run_with_retries(attempt)
+
+
+def idempotent(request, view, handler: Callable[[], Response]) -> Response:
+    """The API's money POSTs: ``run_once`` keyed by the Idempotency-Key header."""
+    key = _validated_key(request)
+    fingerprint, parse_error = _fingerprint(request)
+    context = {"request": request, "view": view}
+    answered: list[Response] = []  # the handler's own Response, headers and all
+
+    def run() -> Outcome:
+        if parse_error is not None:
+            raise parse_error
+        response = handler()
+        answered.append(response)
+        return Outcome(response.status_code, response.data)
+
+    def refuse(error: Exception) -> Outcome:
+        response = problem_exception_handler(error, context)
+        answered.append(response)
+        return Outcome(response.status_code, response.data)
+
+    outcome = run_once(
+        user=request.user, key=key, fingerprint=fingerprint, handler=run, refusal=refuse
+    )
+    if outcome.is_replay:
+        return _replay(outcome)
+    return answered[-1]
