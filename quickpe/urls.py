@@ -14,6 +14,7 @@ api_v1 = [
 ]
 
 urlpatterns = [
+    path("", include("quickpe.dashboard_urls")),
     path("api/v1/", include(api_v1)),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),
