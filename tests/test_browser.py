@@ -1,0 +1,187 @@
+"""The dashboard as people use it: Debian's Chromium driven by Playwright against real
+processes (gunicorn for the pages, daphne for the event stream, a Celery worker for
+statements) on the test database. Skipped, saying why, where Chromium is not installed
+(`make test` installs it when it runs as root)."""
+
+import os
+import shutil
+import sys
+import uuid
+
+import pytest
+
+from analytics.models import Export
+from tests.conftest import PASSWORD
+from tests.processes import Stack
+from wallet.models import Transfer, User
+
+playwright = pytest.importorskip("playwright.sync_api")
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+pytestmark = [
+    pytest.mark.django_db(transaction=True),
+    pytest.mark.skipif(CHROMIUM is None, reason="Chromium is not installed (make test-tools)"),
+]
+LIVE = 2000  # ms: the issue's "without reload within 2 s"
+WAIT = 15000  # ms: for what a worker builds
+
+
+@pytest.fixture(scope="module")
+def chromium():
+    # Playwright's sync API runs an event loop in this thread for the whole module; the test's
+    # ORM calls (and pytest-django's flush) are plain blocking calls between its steps, which
+    # Django would refuse there. Allowed for this module only, then restored.
+    previous = os.environ.get("DJANGO_ALLOW_ASYNC_UNSAFE")
+    os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
+    try:
+        with playwright.sync_playwright() as driver:
+            browser = driver.chromium.launch(
+                executable_path=CHROMIUM, args=["--no-sandbox", "--headless"]
+            )
+            yield browser
+            browser.close()
+    finally:
+        if previous is None:
+            os.environ.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
+        else:
+            os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = previous
+
+
+@pytest.fixture
+def stack(tmp_path):
+    running = Stack(tmp_path, QUICKPE_SIGNUP_BONUS="0")
+    running.extra_environment["QUICKPE_WEBSOCKET_URL"] = running.ws_url(0)
+    running.start()
+    try:
+        yield running
+    except BaseException:
+        sys.stderr.write(running.logs())
+        raise
+    finally:
+        running.stop()
+
+
+def person(chromium, stack, first: str):
+    """A new user signed up through the page, on their own browser profile."""
+    context = chromium.new_context(base_url=f"http://127.0.0.1:{stack.http_port}")
+    context.set_default_timeout(WAIT)
+    page = context.new_page()
+    page.goto("/signup")
+    page.get_by_label("First name").fill(first)
+    page.get_by_label("Last name").fill("Tester")
+    page.get_by_label("Email").fill(f"{first.lower()}-{uuid.uuid4().hex[:8]}@example.com")
+    page.get_by_label("Password").fill(PASSWORD)
+    page.get_by_role("button", name="Sign up").click()
+    page.wait_for_url("**/app/")
+    playwright.expect(page.get_by_test_id("connection-state")).to_have_attribute(
+        "data-state", "live"
+    )
+    return page
+
+
+def form_of(page, button: str):
+    return page.locator("form", has=page.get_by_role("button", name=button))
+
+
+def add_money(page, amount: str):
+    form = form_of(page, "Add money")
+    form.get_by_label("Amount").fill(amount)
+    form.get_by_role("button", name="Add money").click()
+    page.wait_for_url("**/app/")
+
+
+def test_money_moves_live_between_two_browsers(chromium, stack):
+    expect = playwright.expect
+    asha, ravi = person(chromium, stack, "Asha"), person(chromium, stack, "Ravi")
+    ravi_id = ravi.get_by_test_id("quickpe-id").inner_text()
+
+    add_money(asha, "1000")
+    expect(asha.get_by_test_id("balance")).to_have_text("₹1,000.00")
+    send = form_of(asha, "Send money")
+    send.get_by_label("Recipient").fill(ravi_id)
+    send.get_by_label("Amount").fill("250.50")
+    send.get_by_label("Note").fill("Dinner")
+    send.get_by_role("button", name="Send money").click()
+    expect(asha.get_by_test_id("flash")).to_contain_text("Sent to Ravi Tester")
+
+    # Ravi's page, open all along, changes without a reload.
+    expect(ravi.get_by_test_id("balance")).to_have_text("₹250.50", timeout=LIVE)
+    expect(ravi.get_by_test_id("activity-item").first).to_contain_text("Asha Tester", timeout=LIVE)
+    expect(ravi.get_by_test_id("activity-item").first).to_contain_text("+₹250.50")
+    expect(ravi.get_by_test_id("unread-badge")).to_have_text("1", timeout=LIVE)
+
+    # Ravi asks Asha for money; Asha pays it from her requests page; Ravi's row turns paid.
+    ravi.goto("/app/requests")
+    asha_email = User.objects.get(first_name="Asha").email
+    ravi.get_by_label("From").fill(asha_email)
+    ravi.get_by_label("Amount").fill("100")
+    ravi.get_by_label("Note").fill("Tickets")
+    ravi.get_by_role("button", name="Request money").click()
+    expect(ravi.get_by_test_id("request-item").first).to_have_attribute("data-status", "pending")
+    asha.goto("/app/requests")
+    incoming = asha.get_by_test_id("request-item").first
+    expect(incoming).to_contain_text("Tickets")
+    incoming.get_by_role("button", name="Pay").click()
+    expect(asha.get_by_test_id("flash")).to_contain_text("Paid Ravi Tester")
+    expect(ravi.get_by_test_id("request-item").first).to_have_attribute(
+        "data-status", "paid", timeout=LIVE
+    )
+
+    # A double click on "Send money" pays once.
+    asha.goto("/app/")
+    send = form_of(asha, "Send money")
+    send.get_by_label("Recipient").fill(ravi_id)
+    send.get_by_label("Amount").fill("10")
+    send.get_by_role("button", name="Send money").dblclick()
+    expect(asha.get_by_test_id("flash")).to_contain_text("Sent to Ravi Tester")
+    expect(asha.get_by_test_id("balance")).to_have_text("₹639.50")
+    assert Transfer.objects.filter(sender__first_name="Asha", amount=10_00).count() == 1
+
+    # A wrong amount says so next to the field and moves nothing.
+    transfers = Transfer.objects.count()
+    send = form_of(asha, "Send money")
+    send.get_by_label("Recipient").fill(ravi_id)
+    send.get_by_label("Amount").fill("12.345")
+    send.get_by_role("button", name="Send money").click()
+    error = asha.get_by_test_id("field-error")
+    expect(error).to_contain_text("two decimals")
+    expect(send.get_by_label("Amount")).to_have_attribute("aria-describedby", "send-amount-error")
+    expect(asha.get_by_test_id("balance")).to_have_text("₹639.50")
+    assert Transfer.objects.count() == transfers
+
+
+def test_a_statement_builds_live_and_downloads_and_a_dropped_stream_resumes(
+    chromium, stack, tmp_path
+):
+    expect = playwright.expect
+    meera = person(chromium, stack, "Meera")
+    add_money(meera, "500")
+
+    meera.goto("/app/exports")
+    meera.get_by_label("Format").select_option("pdf")
+    meera.get_by_role("button", name="Request statement").click()
+    item = meera.get_by_test_id("export-item").first
+    expect(item.get_by_test_id("export-progress")).to_be_attached()
+    expect(item).to_have_attribute("data-status", "done", timeout=WAIT)  # pushed, no reload
+    with meera.expect_download() as download:
+        item.get_by_role("link", name="Download").click()
+    saved = tmp_path / "statement.pdf"
+    download.value.save_as(saved)
+    assert saved.read_bytes().startswith(b"%PDF")
+    assert Export.objects.get().status == "done"
+
+    # The event stream drops (its daphne dies): the page says so, and once a daphne is back it
+    # resumes from its last event, so money that arrived meanwhile shows without a reload.
+    meera.goto("/app/")
+    expect(meera.get_by_test_id("connection-state")).to_have_attribute("data-state", "live")
+    stack.kill("ws1")
+    expect(meera.get_by_test_id("connection-state")).to_have_attribute("data-state", "offline")
+    user = User.objects.get(first_name="Meera")
+    from wallet.services.money import deposit_create
+
+    deposit_create(user=user, amount=25_00)
+    stack.start_daphne(1)
+    expect(meera.get_by_test_id("connection-state")).to_have_attribute(
+        "data-state", "live", timeout=WAIT
+    )
+    expect(meera.get_by_test_id("balance")).to_have_text("₹525.00")
+    expect(meera.get_by_test_id("activity-item").first).to_contain_text("+₹25.00")
