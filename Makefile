@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 # Start embedded PostgreSQL/Redis when DATABASE_URL/REDIS_URL are unset; stop them afterwards.
 WITH_SERVICES := $(PY) -m quickpe.embedded run --
 
-.PHONY: install run test lint format bench bench-tools test-tools stop clean
+.PHONY: install run test lint format bench bench-tools test-tools screenshots stop clean
 
 install: $(STAMP)
 
@@ -68,6 +68,10 @@ bench-tools:
 # Chromium (Debian's, driven by Playwright) for the browser tests.
 test-tools:
 	@$(call apt_install,chromium,chromium,the browser tests are skipped)
+
+# The dashboard's main pages at 1280 and 375 px, in Chromium, into screenshots/ (git-ignored).
+screenshots: install test-tools
+	$(WITH_SERVICES) $(PY) -m tests.screenshots
 
 stop: install
 	$(PY) -m quickpe.embedded stop

@@ -60,6 +60,7 @@ def main() -> int:
     base = f"http://{HOST}:{PORT}"
     sys.stdout.write(
         f"\nQuickPe is running:\n"
+        f"  Open     {base}/  (sign in with a demo account above)\n"
         f"  API      {base}/api/v1/\n"
         f"  API docs {base}/api/docs/\n"
         f"  Admin    {base}/admin/\n"
