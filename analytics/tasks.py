@@ -16,6 +16,7 @@ from analytics.services import (
     exports_purge,
     exports_requeue_stale,
 )
+from quickpe import metrics
 
 logger = logging.getLogger(__name__)
 REPORT_EVERY_SECONDS = 1.0  # progress events (and the heartbeat) at most this often...
@@ -50,6 +51,7 @@ def export_build(export_id: int) -> str:
     export = export_claim(export_id=export_id)
     if export is None:
         return "not claimed"
+    started = time.monotonic()
     try:
         document = documents.document_for(export)
         # An anonymous file: it vanishes with this process if the worker is killed mid-build.
@@ -59,6 +61,8 @@ def export_build(export_id: int) -> str:
             )
             content.seek(0)
             finished = export_finish(export=export, content=content, rows=rows)
+        if finished:
+            metrics.EXPORT_SECONDS.labels(export.format).observe(time.monotonic() - started)
         return "done" if finished else "superseded"
     except Superseded:
         return "superseded"

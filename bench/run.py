@@ -507,6 +507,8 @@ class Gunicorn:
             PY,
             "-m",
             "gunicorn",
+            "-c",
+            "python:quickpe.gunicorn_conf",
             "quickpe.wsgi:application",
             "--bind",
             f"127.0.0.1:{self.port}",

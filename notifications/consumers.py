@@ -20,8 +20,10 @@ from rest_framework_simplejwt.tokens import AccessToken
 
 from notifications import selectors
 from notifications.services import event_frame
+from quickpe import metrics
 from quickpe.authentication import user_for_access_token
 from quickpe.formats import timestamp
+from quickpe.logs import get_logger
 from quickpe.realtime import group_for
 from wallet.models import User
 from wallet.services.sessions import SESSION_CLAIM
@@ -29,6 +31,7 @@ from wallet.services.sessions import SESSION_CLAIM
 CLOSE_UNAUTHORIZED = 4401
 CLOSE_TOO_BIG = 1009
 CLOSE_UNSUPPORTED = 1003
+logger = get_logger("quickpe.websocket")
 MAX_CLIENT_FRAME = 4096  # bytes of UTF-8
 BATCH = 500
 
@@ -74,6 +77,9 @@ class EventStreamConsumer(AsyncJsonWebsocketConsumer):
             await self.close(code=CLOSE_UNAUTHORIZED)
             return
         self.user = user
+        self.opened_at = time.monotonic()
+        metrics.WEBSOCKETS.inc()
+        logger.info("websocket.connect", user=user.pk, by="token" if token else "session")
         # Join before reading the position: an event committed after the read rings us.
         await self.channel_layer.group_add(group_for(user.pk), self.channel_name)
         async with self.send_lock:
@@ -115,6 +121,13 @@ class EventStreamConsumer(AsyncJsonWebsocketConsumer):
         if self.expiry is not None:
             self.expiry.cancel()
         if self.user is not None:
+            metrics.WEBSOCKETS.dec()
+            logger.info(
+                "websocket.disconnect",
+                user=self.user.pk,
+                code=code,
+                seconds=round(time.monotonic() - self.opened_at, 1),
+            )
             await self.channel_layer.group_discard(group_for(self.user.pk), self.channel_name)
 
     async def receive(self, text_data=None, bytes_data=None, **kwargs):
@@ -156,7 +169,7 @@ class EventStreamConsumer(AsyncJsonWebsocketConsumer):
                 await self.send_json({"type": "resync_required"})
                 return
             self.sent = seq
-            await self._send_pending()
+            await self._send_pending(metrics.EVENTS_REPLAYED)
             await self.send_json({"type": "resumed", "last_event_id": self.sent})
 
     async def events_ready(self, message):
@@ -164,10 +177,10 @@ class EventStreamConsumer(AsyncJsonWebsocketConsumer):
         if self.user is None or message.get("seq", 0) <= self.sent:
             return
         async with self.send_lock:
-            await self._send_pending()
+            await self._send_pending(metrics.EVENTS_PUSHED)
 
-    async def _send_pending(self) -> None:
-        """Caller holds send_lock."""
+    async def _send_pending(self, counter) -> None:
+        """Caller holds send_lock; ``counter`` counts the frames (pushed live or replayed)."""
         while True:
             events = await database_sync_to_async(selectors.events_after)(
                 user_id=self.user.pk, seq=self.sent, limit=BATCH
@@ -175,5 +188,6 @@ class EventStreamConsumer(AsyncJsonWebsocketConsumer):
             for event in events:
                 await self.send_json(event_frame(event))
                 self.sent = event.seq
+            counter.inc(len(events))
             if len(events) < BATCH:
                 return

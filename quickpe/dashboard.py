@@ -120,6 +120,10 @@ def new_key() -> str:
     return uuid.uuid4().hex
 
 
+# Form names -> the movement kinds the API's endpoints count under (metrics, logs).
+_KINDS = {"send": "transfer", "deposit": "deposit", "pay": "money_request_pay"}
+
+
 def money_post(request, *, name: str, action) -> tuple[bool, dict[str, str]]:
     """Run a money form once per its idempotency key (the API's machinery: the key row lives in
     the movement's transaction). ``action()`` calls the service and returns the message shown
@@ -149,6 +153,7 @@ def money_post(request, *, name: str, action) -> tuple[bool, dict[str, str]]:
             fingerprint=fingerprint,
             handler=handler,
             refusal=refusal,
+            kind=_KINDS.get(name.split("-")[0], name),
         )
     except QuickPeError as error:  # in flight elsewhere, or the key reused for other values
         return False, {"": error.detail}

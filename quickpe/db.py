@@ -9,6 +9,8 @@ from typing import TypeVar
 from django.db import OperationalError, connection
 from psycopg import errors as pg_errors
 
+from quickpe import metrics
+
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
 M = TypeVar("M")
@@ -30,6 +32,7 @@ def run_with_retries(work: Callable[[], T], *, attempts: int = 5) -> T:
         except OperationalError as error:
             if not is_retryable(error) or attempt == attempts:
                 raise
+            metrics.LOCK_RETRIES.labels(type(error.__cause__).__name__).inc()
             logger.warning(
                 "retrying after %s (attempt %d)", type(error.__cause__).__name__, attempt
             )

@@ -6,10 +6,12 @@ stops the databases it started.
 """
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 from quickpe.daphne_tuning import DAPHNE_OPTIONS
 
@@ -17,6 +19,7 @@ HOST = os.environ.get("QUICKPE_HOST", "127.0.0.1")
 PORT = os.environ.get("QUICKPE_PORT", "8000")
 WS_PORT = os.environ.get("QUICKPE_WS_PORT", "8001")
 PY = sys.executable
+BASE_DIR = Path(__file__).resolve().parent.parent
 
 
 def manage(*args: str) -> None:
@@ -28,7 +31,8 @@ def servers() -> dict[str, list[str]]:
     # worker took every keep-alive connection while the other idled.
     workers = os.environ.get("WEB_WORKERS", str((os.cpu_count() or 1) + 1))
     threads = os.environ.get("WEB_THREADS", "1")
-    web = f"gunicorn quickpe.wsgi:application --bind {HOST}:{PORT} --workers {workers}"
+    web = "gunicorn -c python:quickpe.gunicorn_conf quickpe.wsgi:application"
+    web += f" --bind {HOST}:{PORT} --workers {workers}"
     web += f" --threads {threads} --worker-class {'sync' if threads == '1' else 'gthread'}"
     # Access log without query strings: searches and tokens must never reach the logs.
     access_log = [
@@ -53,6 +57,13 @@ def servers() -> dict[str, list[str]]:
 def main() -> int:
     # What /api/v1/realtime advertises follows the port daphne listens on here.
     os.environ.setdefault("QUICKPE_WEBSOCKET_URL", f"ws://{HOST}:{WS_PORT}/ws/events/")
+    os.environ.setdefault("LOG_FORMAT", "console")
+    # Metrics of all the processes below add up in /metrics (quickpe/metrics.py); a fresh
+    # folder each run, as each run's processes are new.
+    metrics_dir = Path(os.environ.get("QUICKPE_DATA_DIR", BASE_DIR / ".data")) / "metrics"
+    shutil.rmtree(metrics_dir, ignore_errors=True)
+    metrics_dir.mkdir(parents=True)
+    os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", str(metrics_dir))
     manage("migrate", "--no-input", "-v", "0")
     manage("collectstatic", "--no-input", "-v", "0")
     manage("seed_demo")
@@ -65,6 +76,7 @@ def main() -> int:
         f"  API docs {base}/api/docs/\n"
         f"  Admin    {base}/admin/\n"
         f"  Health   {base}/health/ready\n"
+        f"  Metrics  {base}/metrics\n"
         f"  Events   ws://{HOST}:{WS_PORT}/ws/events/?token=<access JWT>\n"
         f"Press Ctrl-C to stop everything.\n\n"
     )

@@ -4,6 +4,7 @@ With no ``DATABASE_URL`` / ``REDIS_URL`` the embedded development services start
 (``quickpe.embedded``). The README lists every variable.
 """
 
+import ipaddress
 import secrets
 from datetime import timedelta
 from pathlib import Path
@@ -12,7 +13,8 @@ import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
 from quickpe import embedded
-from quickpe.env import env_bool, env_int, env_list, env_paise, env_rate, env_str
+from quickpe.env import env_bool, env_choice, env_int, env_list, env_paise, env_rate, env_str
+from quickpe.logs import logging_config
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -81,6 +83,7 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    "quickpe.middleware.RequestObservation",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -300,16 +303,18 @@ EMAIL_HOST_PASSWORD = env_str("EMAIL_HOST_PASSWORD", "")
 EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS", False)
 DEFAULT_FROM_EMAIL = env_str("EMAIL_FROM", "QuickPe <no-reply@quickpe.test>")
 
-LOGGING = {
-    "version": 1,
-    "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
-    "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
-    "loggers": {
-        "django.db.backends": {"level": "WARNING"},
-        "pgserver": {"level": "WARNING"},
-    },
-}
+# /metrics (quickpe/metrics.py): open to these networks, or to a bearer of the token.
+QUICKPE_METRICS_TOKEN = env_str("QUICKPE_METRICS_TOKEN", "")
+try:
+    QUICKPE_METRICS_ALLOWED_NETWORKS = [
+        ipaddress.ip_network(network, strict=False)
+        for network in env_list("QUICKPE_METRICS_ALLOWED_IPS", ["127.0.0.1/32", "::1/128"])
+    ]
+except ValueError as error:
+    raise ImproperlyConfigured(f"QUICKPE_METRICS_ALLOWED_IPS: {error}") from None
+
+# Structured logs (quickpe/logs.py): JSON lines by default, readable lines for `make run`.
+LOG_FORMAT = env_choice("LOG_FORMAT", "json", ("json", "console"))
+LOGGING = logging_config(log_format=LOG_FORMAT, level=env_str("LOG_LEVEL", "INFO"))
 # How many proxies in front of the app append to X-Forwarded-For (0: trust REMOTE_ADDR only).
 QUICKPE_TRUSTED_PROXIES = env_int("QUICKPE_TRUSTED_PROXIES", 0)

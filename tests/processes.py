@@ -103,6 +103,7 @@ class Stack:
             "SECURE_COOKIES": "false",
             "DATABASE_CONN_MAX_AGE": "0",
             "PYTHONUNBUFFERED": "1",
+            "PROMETHEUS_MULTIPROC_DIR": str(self.directory / "metrics"),
             **self.extra_environment,
         }
 
@@ -119,11 +120,14 @@ class Stack:
     def start(self, *, web_only: bool = False):
         """Start everything, or with ``web_only`` just Redis and gunicorn (two workers, each
         access-log line naming the worker's pid)."""
+        (self.directory / "metrics").mkdir(exist_ok=True)
         try:
             self.redis.start()
             self._spawn(
                 "web",
                 "gunicorn",
+                "-c",
+                "python:quickpe.gunicorn_conf",
                 "quickpe.wsgi:application",
                 "--bind",
                 f"127.0.0.1:{self.http_port}",

@@ -46,7 +46,16 @@ def main() -> int:
     for command in (["migrate", "--no-input", "-v", "0"], ["seed_demo"]):
         subprocess.run([PY, "manage.py", *command], cwd=BASE_DIR, env=env, check=True)  # noqa: S603
     servers = [
-        [PY, "-m", "gunicorn", "quickpe.wsgi:application", "--bind", f"127.0.0.1:{http}"],
+        [
+            PY,
+            "-m",
+            "gunicorn",
+            "-c",
+            "python:quickpe.gunicorn_conf",
+            "quickpe.wsgi:application",
+            "--bind",
+            f"127.0.0.1:{http}",
+        ],
         [
             PY,
             "-m",

@@ -13,6 +13,7 @@ import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
+from functools import partial
 from typing import Any
 
 from django.conf import settings
@@ -21,6 +22,7 @@ from django.utils import timezone
 from rest_framework import exceptions as drf
 from rest_framework.response import Response
 
+from quickpe import metrics
 from quickpe.db import fetch_models, insert_models, run_with_retries
 from quickpe.errors import (
     PROBLEM_CONTENT_TYPE,
@@ -98,6 +100,7 @@ def run_once(
     fingerprint: str,
     handler: Callable[[], Outcome],
     refusal: Callable[[Exception], Outcome],
+    kind: str = "money",
 ) -> Outcome:
     """Run ``handler`` at most once per (user, key) within the retention window, in one
     transaction with the key row; the API and the dashboard's money forms both come here.
@@ -122,12 +125,15 @@ def run_once(
             if record is not None:
                 if record.fingerprint != fingerprint:
                     raise IdempotencyKeyReused()
+                transaction.on_commit(metrics.REPLAYS.inc)
                 return Outcome(record.response_status, record.response_body, is_replay=True)
             try:
                 with transaction.atomic():  # savepoint: a refusal undoes only the attempt
                     outcome = handler()
             except _REMEMBERED as error:
                 outcome = refusal(error)
+                code = getattr(error, "code", None) or "validation_error"
+                transaction.on_commit(partial(metrics.refused, kind=kind, code=str(code)))
             insert_models(
                 [
                     IdempotencyKey(
@@ -164,7 +170,12 @@ def idempotent(request, view, handler: Callable[[], Response]) -> Response:
         return Outcome(response.status_code, response.data)
 
     outcome = run_once(
-        user=request.user, key=key, fingerprint=fingerprint, handler=run, refusal=refuse
+        user=request.user,
+        key=key,
+        fingerprint=fingerprint,
+        handler=run,
+        refusal=refuse,
+        kind=getattr(view, "throttle_scope", "") or "money",
     )
     if outcome.is_replay:
         return _replay(outcome)

@@ -13,6 +13,7 @@ so a refusal here rolls back to it, and a second savepoint would only cost two r
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date
+from functools import partial
 
 from django.conf import settings
 from django.db import connection, transaction
@@ -24,6 +25,7 @@ from notifications.models import Notification
 from notifications.services import events_emit, notifications_create
 from quickpe.db import fetch_models, insert_models
 from quickpe.errors import InsufficientFunds, RecipientNotFound, SelfTransfer, WalletFrozen
+from quickpe.metrics import movement_committed
 from quickpe.money import format_inr, format_paise
 from wallet import limits
 from wallet.models import Category, LedgerEntry, Transfer, User, Wallet
@@ -111,7 +113,22 @@ def _write(wallets: list[Wallet], lines: list[LedgerEntry]) -> list[LedgerEntry]
     )
     with connection.cursor() as cursor:
         cursor.execute(statement, params)
-    return insert_models(lines)
+    saved = insert_models(lines)
+    first = saved[0]
+    transaction.on_commit(
+        partial(
+            movement_committed,
+            kind=_MOVEMENT_KINDS.get(first.kind, first.kind),
+            reference=first.transfer.reference if first.transfer else first.reference,
+            amount=first.amount,
+            wallets=[wallet.pk for wallet in wallets],
+        )
+    )
+    return saved
+
+
+# What a movement is called in logs and metrics, by its first ledger line.
+_MOVEMENT_KINDS = {LedgerEntry.Kind.TRANSFER_OUT: "transfer"}
 
 
 def _movement_events(notices, *lines: tuple[int, LedgerEntry]) -> dict[int, list]:
