@@ -13,11 +13,12 @@ from types import SimpleNamespace
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth import login, logout
+from django.db import OperationalError
 from django.shortcuts import redirect
 from django.utils import timezone
 from rest_framework_simplejwt.tokens import RefreshToken
 
-from quickpe.errors import QuickPeError
+from quickpe.errors import QuickPeError, is_timeout
 from quickpe.money import InvalidAmount, format_inr, parse_amount
 from wallet.idempotency import Outcome, run_once
 from wallet.models import DeviceSession
@@ -157,6 +158,10 @@ def money_post(request, *, name: str, action) -> tuple[bool, dict[str, str]]:
         )
     except QuickPeError as error:  # in flight elsewhere, or the key reused for other values
         return False, {"": error.detail}
+    except OperationalError as error:
+        if not is_timeout(error):
+            raise
+        return False, {"": "QuickPe is busy; nothing was changed. Please try again."}
     if outcome.status < 400:
         messages.success(request, outcome.body["message"])
         return True, {}

@@ -11,11 +11,14 @@ from http import HTTPStatus
 
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.core.exceptions import RequestDataTooBig
+from django.db import OperationalError
 from django.http import Http404, JsonResponse
+from psycopg import errors as pg_errors
 from rest_framework import exceptions as drf
 from rest_framework.response import Response
 
 PROBLEM_CONTENT_TYPE = "application/problem+json"
+_TIMED_OUT = (pg_errors.LockNotAvailable, pg_errors.QueryCanceled)
 logger = logging.getLogger(__name__)
 
 
@@ -153,10 +156,23 @@ def _validation_detail(errors: list[dict]) -> str:
     return "The request has invalid fields; see errors."
 
 
+def is_timeout(error: Exception) -> bool:
+    """A database lock or statement timeout: the transaction is rolled back, a retry may work."""
+    return isinstance(error, OperationalError) and isinstance(error.__cause__, _TIMED_OUT)
+
+
 def problem_exception_handler(exc, context):
     """DRF's EXCEPTION_HANDLER: every exception a view raises becomes problem+json."""
     if isinstance(exc, QuickPeError):
         return problem_response(exc.status, exc.code, exc.detail, exc.errors)
+    if is_timeout(exc):
+        # A lock or statement timeout (DATABASE_*_TIMEOUT_MS): rolled back, nothing changed.
+        return problem_response(
+            503,
+            "busy",
+            "QuickPe is busy; nothing was changed. Please try again.",
+            headers={"Retry-After": "1"},
+        )
     if isinstance(exc, Http404):
         exc = drf.NotFound()
     elif isinstance(exc, DjangoPermissionDenied):

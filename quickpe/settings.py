@@ -121,6 +121,18 @@ DATABASES = {
         conn_health_checks=True,
     )
 }
+# Nothing waits forever: a statement, a lock wait and an idle open transaction all have a
+# limit, set per connection. A lock or statement timeout in a request is a 503 problem (the
+# transaction rolled back, nothing changed). Run `migrate` with DATABASE_STATEMENT_TIMEOUT_MS=0:
+# building an index concurrently on a large ledger takes longer.
+_TIMEOUTS = {
+    "statement_timeout": env_int("DATABASE_STATEMENT_TIMEOUT_MS", 30_000),
+    "lock_timeout": env_int("DATABASE_LOCK_TIMEOUT_MS", 10_000),
+    "idle_in_transaction_session_timeout": env_int("DATABASE_IDLE_TRANSACTION_TIMEOUT_MS", 60_000),
+}
+DATABASES["default"].setdefault("OPTIONS", {})["options"] = " ".join(
+    f"-c {name}={milliseconds}" for name, milliseconds in _TIMEOUTS.items()
+)
 # Separate names let several test runs share one server (pytest-xdist adds _gw0, _gw1, ...).
 DATABASES["default"]["TEST"] = {"NAME": env_str("QUICKPE_TEST_DATABASE", "test_quickpe")}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"

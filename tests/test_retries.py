@@ -11,7 +11,7 @@ from django.db import OperationalError, connection, transaction
 from django.db.models import F
 
 from quickpe.db import run_with_retries
-from tests.conftest import make_user
+from tests.conftest import assert_problem, client_for, fund, make_user, snapshot
 from tests.test_concurrency import run_threads
 from wallet.models import Wallet
 
@@ -94,3 +94,38 @@ def test_other_database_errors_are_not_retried():
         with connection.cursor() as cursor:
             cursor.execute("SET statement_timeout = 0")
     assert len(attempts) == 1
+
+
+def test_a_lock_wait_past_the_lock_timeout_is_a_503_and_changes_nothing():
+    alice, bob = make_user("Alice"), make_user("Bob")
+    fund(alice, 100_00)
+    holding, release = threading.Event(), threading.Event()
+
+    def hold_alices_wallet():
+        with transaction.atomic():
+            Wallet.objects.select_for_update().get(user=alice)
+            holding.set()
+            release.wait(timeout=10)
+        connection.close()
+
+    holder = threading.Thread(target=hold_alices_wallet)
+    holder.start()
+    try:
+        assert holding.wait(timeout=10)
+        before = snapshot()
+        with connection.cursor() as cursor:
+            cursor.execute("SET lock_timeout = '200ms'")  # this test's wait, not 10 s
+        response = client_for(alice).post(
+            "/api/v1/transfers",
+            {"recipient": bob.quickpe_id, "amount": "1.00"},
+            format="json",
+            HTTP_IDEMPOTENCY_KEY="busy-1",
+        )
+        assert_problem(response, 503, "busy")
+        assert response["Retry-After"] == "1"
+        assert snapshot() == before
+    finally:
+        release.set()
+        holder.join(timeout=10)
+        with connection.cursor() as cursor:
+            cursor.execute("RESET lock_timeout")
