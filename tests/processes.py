@@ -101,6 +101,8 @@ class Stack:
             # Sign-ups through this stack get a bonus, credited by the Celery worker process.
             "QUICKPE_SIGNUP_BONUS": "50.00",
             "SECURE_COOKIES": "false",
+            "SECURE_SSL_REDIRECT": "false",  # plain HTTP on loopback
+            "SECURE_HSTS_SECONDS": "0",
             "DATABASE_CONN_MAX_AGE": "0",
             "PYTHONUNBUFFERED": "1",
             "PROMETHEUS_MULTIPROC_DIR": str(self.directory / "metrics"),
