@@ -65,9 +65,11 @@ endef
 bench-tools:
 	@$(call apt_install,wrk,wrk,bench uses the Python load generator)
 
-# Chromium (Debian's, driven by Playwright) for the browser tests.
+# Chromium (Debian's, driven by Playwright) for the browser tests; nginx for the test of the
+# shipped deploy/ config.
 test-tools:
 	@$(call apt_install,chromium,chromium,the browser tests are skipped)
+	@$(call apt_install,nginx,nginx,the nginx test is skipped)
 
 # The dashboard's main pages at 1280 and 375 px, in Chromium, into screenshots/ (git-ignored).
 screenshots: install test-tools
