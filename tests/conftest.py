@@ -162,3 +162,16 @@ def assert_problem(response, status: int, code: str) -> dict:
     assert isinstance(body["errors"], list)
     assert not LEAKS.search(response.content.decode()), response.content
     return body
+
+
+@pytest.fixture
+def export_folder(settings, tmp_path):
+    """Export files in this test's own folder (the `exports` storage)."""
+    settings.STORAGES = {
+        **settings.STORAGES,
+        "exports": {
+            "BACKEND": "django.core.files.storage.FileSystemStorage",
+            "OPTIONS": {"location": str(tmp_path / "exports")},
+        },
+    }
+    return tmp_path / "exports"

@@ -9,6 +9,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
@@ -106,6 +107,8 @@ class Stack:
             "DATABASE_CONN_MAX_AGE": "0",
             "PYTHONUNBUFFERED": "1",
             "PROMETHEUS_MULTIPROC_DIR": str(self.directory / "metrics"),
+            # What /api/v1/realtime and the dashboard's pages point to: daphne #1.
+            "QUICKPE_WEBSOCKET_URL": self.ws_url(0),
             **self.extra_environment,
         }
 
@@ -243,6 +246,20 @@ class Stack:
 
     def get(self, path: str, token=None):
         return self.request("GET", path, token=token)
+
+
+@contextmanager
+def running_stack(directory: Path, *, web_only: bool = False, **environment: str):
+    """A started Stack for one test, stopped afterwards; if the test failed, the processes'
+    logs go to stderr with its report."""
+    stack = Stack(directory, **environment).start(web_only=web_only)
+    try:
+        yield stack
+    except BaseException:
+        sys.stderr.write(stack.logs())
+        raise
+    finally:
+        stack.stop()
 
 
 def _listening(port: int) -> bool:

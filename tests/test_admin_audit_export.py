@@ -19,19 +19,8 @@ from tests.conftest import assert_problem, client_for, fund, snapshot
 from tests.test_admin import staff_in
 from wallet.services.money import transfer_create
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("export_folder")]
 EXPORT_PAGE = "/admin/audit/auditentry/export/"
-
-
-@pytest.fixture(autouse=True)
-def _export_folder(settings, tmp_path):
-    settings.STORAGES = {
-        **settings.STORAGES,
-        "exports": {
-            "BACKEND": "django.core.files.storage.FileSystemStorage",
-            "OPTIONS": {"location": str(tmp_path / "exports")},
-        },
-    }
 
 
 def today() -> str:

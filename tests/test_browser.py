@@ -5,14 +5,13 @@ statements) on the test database. Skipped, saying why, where Chromium is not ins
 
 import os
 import shutil
-import sys
 import uuid
 
 import pytest
 
 from analytics.models import Export
 from tests.conftest import PASSWORD
-from tests.processes import Stack
+from tests.processes import running_stack
 from wallet.models import Transfer, User
 
 playwright = pytest.importorskip("playwright.sync_api")
@@ -48,16 +47,8 @@ def chromium():
 
 @pytest.fixture
 def stack(tmp_path):
-    running = Stack(tmp_path, QUICKPE_SIGNUP_BONUS="0")
-    running.extra_environment["QUICKPE_WEBSOCKET_URL"] = running.ws_url(0)
-    running.start()
-    try:
+    with running_stack(tmp_path, QUICKPE_SIGNUP_BONUS="0") as running:
         yield running
-    except BaseException:
-        sys.stderr.write(running.logs())
-        raise
-    finally:
-        running.stop()
 
 
 def person(chromium, stack, first: str):

@@ -197,14 +197,8 @@ def test_a_revoked_device_session_signs_the_browser_out(alice):
     assert (response.status_code, response["Location"]) == (302, "/signin?next=/app/")
 
 
-def test_a_statement_is_requested_and_only_its_owner_downloads_it(alice, bob, settings, tmp_path):
-    settings.STORAGES = {
-        **settings.STORAGES,
-        "exports": {
-            "BACKEND": "django.core.files.storage.FileSystemStorage",
-            "OPTIONS": {"location": str(tmp_path)},
-        },
-    }
+@pytest.mark.usefixtures("export_folder")
+def test_a_statement_is_requested_and_only_its_owner_downloads_it(alice, bob):
     fund(alice, 100_00)
     browser = browser_for(alice)
     response = browser.post("/app/exports", {"from": "", "to": "", "format": "pdf"})

@@ -3,14 +3,13 @@ worker on the real PostgreSQL and a real Redis. Slow-ish (processes start), so o
 the whole module."""
 
 import json
-import sys
 import uuid
 
 import pytest
 from websockets.sync.client import connect
 
 from tests.conftest import make_user
-from tests.processes import Stack
+from tests.processes import running_stack
 from wallet.services.money import deposit_create
 from wallet.services.users import tokens_issue
 
@@ -20,14 +19,8 @@ WAIT = 10
 
 @pytest.fixture
 def stack(tmp_path):
-    running = Stack(tmp_path).start()
-    try:
+    with running_stack(tmp_path) as running:
         yield running
-    except BaseException:
-        sys.stderr.write(running.logs())  # the processes' logs, only when the test failed
-        raise
-    finally:
-        running.stop()
 
 
 def frames(socket, count: int) -> list[dict]:

@@ -28,16 +28,9 @@ IST = ZoneInfo("Asia/Kolkata")
 
 
 @pytest.fixture(autouse=True)
-def _export_folder(settings, tmp_path):
-    settings.STORAGES = {
-        **settings.STORAGES,
-        "exports": {
-            "BACKEND": "django.core.files.storage.FileSystemStorage",
-            "OPTIONS": {"location": str(tmp_path / "exports")},
-        },
-    }
+def _export_folder(settings, export_folder):
     settings.QUICKPE_EXPORT_RATE = None
-    return tmp_path / "exports"
+    return export_folder
 
 
 def stored_files(folder) -> list[str]:

@@ -2,7 +2,6 @@
 the WebSocket (daphne), and finished exactly once when the first worker is killed mid-build."""
 
 import json
-import sys
 import time
 
 import pytest
@@ -12,7 +11,7 @@ from websockets.sync.client import connect
 from analytics.models import Export
 from notifications.models import Notification
 from tests.conftest import make_user
-from tests.processes import Stack
+from tests.processes import running_stack
 from wallet.services.users import tokens_issue
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -21,18 +20,12 @@ STALE_SECONDS = 2
 
 @pytest.fixture
 def stack(tmp_path):
-    running = Stack(
+    with running_stack(
         tmp_path,
         QUICKPE_EXPORT_DIR=str(tmp_path / "exports"),
         QUICKPE_EXPORT_STALE_SECONDS=str(STALE_SECONDS),
-    ).start()
-    try:
+    ) as running:
         yield running
-    except BaseException:
-        sys.stderr.write(running.logs())
-        raise
-    finally:
-        running.stop()
 
 
 def long_history(user, lines: int) -> None:

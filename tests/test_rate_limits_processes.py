@@ -1,14 +1,13 @@
 """Rate limits hold across processes: two gunicorn workers share them through Redis, and a
 throttled request changes nothing."""
 
-import sys
 import threading
 from collections import Counter
 
 import pytest
 
 from tests.conftest import PASSWORD, make_user, snapshot
-from tests.processes import Stack
+from tests.processes import running_stack
 from wallet.models import IdempotencyKey
 from wallet.services.users import tokens_issue
 
@@ -17,16 +16,14 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 @pytest.fixture
 def web(tmp_path):
-    running = Stack(
-        tmp_path, QUICKPE_MONEY_RATE="5/m", QUICKPE_SIGNIN_RATE="3/m", QUICKPE_SIGNIN_IP_RATE="off"
-    ).start(web_only=True)
-    try:
+    with running_stack(
+        tmp_path,
+        web_only=True,
+        QUICKPE_MONEY_RATE="5/m",
+        QUICKPE_SIGNIN_RATE="3/m",
+        QUICKPE_SIGNIN_IP_RATE="off",
+    ) as running:
         yield running
-    except BaseException:
-        sys.stderr.write(running.logs())
-        raise
-    finally:
-        running.stop()
 
 
 def at_once(count: int, call) -> list:
