@@ -252,3 +252,16 @@ def test_the_activity_list_shows_lines_with_their_counterparty(alice, bob):
     page = browser_for(bob).get("/app/").content.decode()
     assert "+₹25.00" in page and alice.get_full_name() in page
     assert LedgerEntry.objects.filter(wallet__user=bob).count() == 1
+
+
+def test_the_transactions_page_filters_as_the_api_does(alice, bob):
+    fund(alice, 500_00)
+    transfer_create(sender=alice, recipient=bob, amount=12_00, note="Chai at the station")
+    transfer_create(sender=alice, recipient=bob, amount=30_00, note="Books")
+    browser = browser_for(alice)
+    page = browser.get("/app/transactions", {"search": "chai"}).content.decode()
+    assert "-₹12.00" in page and "-₹30.00" not in page
+    money_in = browser.get("/app/transactions", {"direction": "credit"}).content.decode()
+    assert "+₹500.00" in money_in and "-₹12.00" not in money_in
+    bad = browser.get("/app/transactions", {"created_after": "not-a-date"})
+    assert bad.status_code == 200 and b'data-testid="field-error"' in bad.content

@@ -31,6 +31,7 @@ from quickpe.throttling import (
     SignupIPThrottle,
 )
 from wallet import selectors
+from wallet.api.filters import TransactionFilter
 from wallet.api.serializers import (
     MoneyRequestCreateSerializer,
     MovementRequestSerializer,
@@ -39,7 +40,7 @@ from wallet.api.serializers import (
     SignupSerializer,
     TransferRequestSerializer,
 )
-from wallet.models import LedgerEntry, Wallet
+from wallet.models import Wallet
 from wallet.services import money, requests, sessions, users
 
 RECENT = 8
@@ -191,15 +192,20 @@ def people(request):
 
 @signed_in
 def transactions(request):
-    kind = request.GET.get("kind", "")
-    found = selectors.transactions_for(user=request.user).order_by("-created_at", "-id")
-    if kind in LedgerEntry.Kind.values:
-        found = found.filter(kind=kind)
-    query = request.GET.get("q", "").strip()[:64]
-    if query:
-        found = found.filter(reference__iexact=query) | found.filter(description__icontains=query)
+    """The ledger with the API's own filters (``TransactionFilter``: kind, direction, category,
+    amounts, dates, search); invalid values are reported and ignored."""
+    mine = selectors.transactions_for(user=request.user).order_by("-created_at", "-id")
+    filters = TransactionFilter(request.GET, queryset=mine)
+    found = filters.qs if filters.is_valid() else mine
     page = Paginator(found, PAGE).get_page(request.GET.get("page"))
-    context = {"page": page, "kind": kind, "kinds": LedgerEntry.Kind.choices, "q": query}
+    query = request.GET.copy()
+    query.pop("page", None)
+    context = {
+        "page": page,
+        "filters": filters,
+        "errors": {name: " ".join(problems) for name, problems in filters.errors.items()},
+        "query": query.urlencode(),
+    }
     return render(request, "dashboard/transactions.html", context)
 
 
