@@ -6,15 +6,19 @@ all its users in one call (streams are locked in user-id order, in one statement
 """
 
 from collections.abc import Iterable
+from functools import partial
 
-from django.db import connection
+from django.db import connection, transaction
 from django.utils import timezone
 
 from audit.services import entry_data
 from notifications.models import Event, Notification
 from quickpe.db import insert_models
 from quickpe.formats import timestamp
+from quickpe.logs import get_logger
 from quickpe.realtime import ring_after_commit
+
+_log = get_logger("quickpe.events")
 
 # One statement takes every stream's lock (in user-id order) and reserves its seq numbers.
 _RESERVE = """
@@ -59,6 +63,17 @@ def events_emit(
         ]
     insert_models(rows)
     ring_after_commit(last)
+    # The request id (or task id) of whatever made these events joins them to it in the logs.
+    transaction.on_commit(
+        partial(
+            _log.info,
+            "events",
+            streams={
+                user_id: [last[user_id] - len(events[user_id]) + 1, last[user_id]]
+                for user_id in user_ids
+            },
+        )
+    )
     return last
 
 

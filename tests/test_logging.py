@@ -75,6 +75,8 @@ def test_a_transfer_logs_json_lines_with_its_request_id_and_no_secrets(tmp_path)
     assert movement["kind"] == "transfer" and movement["outcome"] == "ok"
     assert movement["amount"] == "12.50" and movement["reference"].startswith("TRF")
     assert len(movement["wallets"]) == 2
+    events = next(record for record in traced if record["event"] == "events")
+    assert len(events["streams"]) == 2  # both parties' new events, under the same request id
     for secret in (
         PASSWORD,
         tokens["alice"]["access"],
