@@ -174,6 +174,8 @@ CHANNEL_LAYERS = {
 CELERY_BROKER_URL = env_str("CELERY_BROKER_URL") or REDIS_URL.replace(
     "unix://", "redis+socket://", 1
 )
+# Keep Django's LOGGING (structlog, JSON) in workers instead of Celery's own format.
+CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
