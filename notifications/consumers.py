@@ -22,11 +22,12 @@ from notifications import selectors
 from notifications.services import event_frame
 from quickpe import metrics
 from quickpe.authentication import user_for_access_token
+from quickpe.dashboard import DEVICE_SESSION
 from quickpe.formats import timestamp
 from quickpe.logs import get_logger
 from quickpe.realtime import group_for
 from wallet.models import User
-from wallet.services.sessions import SESSION_CLAIM
+from wallet.services.sessions import SESSION_CLAIM, active_sessions
 
 CLOSE_UNAUTHORIZED = 4401
 CLOSE_TOO_BIG = 1009
@@ -61,6 +62,11 @@ def _token_holder(raw: str) -> tuple[User | None, AccessToken | None]:
     except TokenError:
         return None, None
     return user_for_access_token(token), token
+
+
+@database_sync_to_async
+def _device_active(user, session_id) -> bool:
+    return session_id is not None and active_sessions(user=user).filter(pk=session_id).exists()
 
 
 class EventStreamConsumer(AsyncJsonWebsocketConsumer):
@@ -105,7 +111,12 @@ class EventStreamConsumer(AsyncJsonWebsocketConsumer):
             and session_user.is_authenticated
             and _origin_allowed(self.scope)
         ):
-            return session_user, None
+            # A dashboard page: its browser's device session must be active, as for its pages,
+            # and revoking it closes this socket too (sessions_revoked).
+            device = self.scope["session"].get(DEVICE_SESSION)
+            if await _device_active(session_user, device):
+                self.session_id = device
+                return session_user, None
         return None, None
 
     async def sessions_revoked(self, message):

@@ -7,6 +7,8 @@ import uuid
 import pytest
 from asgiref.sync import async_to_sync, sync_to_async
 from channels.testing import WebsocketCommunicator
+from django.conf import settings as django_settings
+from django.test import Client
 from rest_framework.test import APIClient
 
 from audit.models import AuditEntry
@@ -330,3 +332,47 @@ def test_the_device_key_ignores_versions_but_not_the_device():
     laptop_key = describe_device(LAPTOP)[1]
     assert describe_device(LAPTOP.replace("130.0.0.0", "131.0.0.0"))[1] == laptop_key
     assert describe_device(PHONE)[1] != laptop_key
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_dashboard_socket_lives_and_dies_with_its_browsers_device_session(settings):
+    layers = json.loads(json.dumps(settings.CHANNEL_LAYERS))
+    layers["default"]["CONFIG"]["prefix"] = f"test-{uuid.uuid4().hex}"
+    settings.CHANNEL_LAYERS = layers
+    user = make_user("Browser")
+    browser = Client()
+    assert browser.post("/signin", {"email": user.email, "password": PASSWORD}).status_code == 302
+    name = django_settings.SESSION_COOKIE_NAME
+    cookie = f"{name}={browser.cookies[name].value}"
+    browser_session = DeviceSession.objects.get(user=user)
+    phone = as_bearer(sign_in(user, PHONE))
+
+    def socket(origin: str):
+        headers = [(b"cookie", cookie.encode()), (b"origin", origin.encode())]
+        return WebsocketCommunicator(application, "/ws/events/", headers=headers)
+
+    async def scenario():
+        elsewhere = socket("https://evil.example")
+        await elsewhere.connect()
+        foreign = await elsewhere.receive_output(timeout=5)
+        page = socket("http://127.0.0.1:8000")
+        assert (await page.connect())[0]
+        hello = await page.receive_json_from(timeout=5)
+        await sync_to_async(phone.delete)(f"/api/v1/me/sessions/{browser_session.pk}")
+        frames = []
+        while True:  # an audit event may come first; then the close
+            output = await page.receive_output(timeout=5)
+            frames.append(output)
+            if output["type"] == "websocket.close":
+                break
+        again = socket("http://127.0.0.1:8000")
+        await again.connect()
+        refused = await again.receive_output(timeout=5)
+        return foreign, hello, frames[-1], refused
+
+    foreign, hello, closed, refused = async_to_sync(scenario)()
+
+    assert foreign == {"type": "websocket.close", "code": 4401}
+    assert hello["type"] == "hello" and hello["user"] == user.quickpe_id
+    assert closed == {"type": "websocket.close", "code": 4401}
+    assert refused == {"type": "websocket.close", "code": 4401}
