@@ -3,6 +3,7 @@ import tempfile
 import time
 
 from celery import shared_task
+from django.conf import settings
 from django.db import OperationalError
 
 from analytics import documents
@@ -17,6 +18,7 @@ from analytics.services import (
     exports_requeue_stale,
 )
 from quickpe import metrics
+from quickpe.db import statement_timeout
 
 logger = logging.getLogger(__name__)
 REPORT_EVERY_SECONDS = 1.0  # progress events (and the heartbeat) at most this often...
@@ -48,6 +50,12 @@ class _Progress:
 def export_build(export_id: int) -> str:
     """Build one export, if this worker can claim it (idempotent: a duplicate or redelivered
     task finds it done or taken and does nothing)."""
+    # The web's statement limit (30 s) is for requests; a long statement legitimately reads longer.
+    with statement_timeout(settings.QUICKPE_EXPORT_STATEMENT_TIMEOUT_MS):
+        return _export_build(export_id)
+
+
+def _export_build(export_id: int) -> str:
     export = export_claim(export_id=export_id)
     if export is None:
         return "not claimed"

@@ -3,10 +3,11 @@
 import logging
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import TypeVar
 
-from django.db import OperationalError, connection
+from django.db import DatabaseError, OperationalError, connection
 from psycopg import errors as pg_errors
 
 from quickpe import metrics
@@ -38,6 +39,25 @@ def run_with_retries(work: Callable[[], T], *, attempts: int = 5) -> T:
             )
             time.sleep(random.uniform(0, 0.005 * 2**attempt))  # noqa: S311 - jitter, not security
     raise AssertionError("unreachable")
+
+
+@contextmanager
+def statement_timeout(milliseconds: int) -> Iterator[None]:
+    """Give this connection's statements another time limit (0: none) for the duration, then
+    restore the configured one (DATABASE_STATEMENT_TIMEOUT_MS). For background jobs whose
+    queries are long by design (a year's statement), not for requests: a persistent connection
+    goes back to the pool with the normal limit, so nothing after leaks the longer one."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT set_config('statement_timeout', %s, false)", [str(milliseconds)])
+    try:
+        yield
+    finally:
+        try:
+            with connection.cursor() as cursor:
+                cursor.execute("RESET statement_timeout")
+        except DatabaseError:
+            # Broken or in a failed transaction: drop it rather than reuse it with no limit.
+            connection.close()
 
 
 def fetch_models(model: type[M], sql: str, params: list) -> list[M]:

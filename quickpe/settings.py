@@ -6,6 +6,7 @@ With no ``DATABASE_URL`` / ``REDIS_URL`` the embedded development services start
 
 import ipaddress
 import secrets
+import sys
 from datetime import timedelta
 from pathlib import Path
 
@@ -133,10 +134,12 @@ DATABASES = {
 }
 # Nothing waits forever: a statement, a lock wait and an idle open transaction all have a
 # limit, set per connection. A lock or statement timeout in a request is a 503 problem (the
-# transaction rolled back, nothing changed). Run `migrate` with DATABASE_STATEMENT_TIMEOUT_MS=0:
-# building an index concurrently on a large ledger takes longer.
+# transaction rolled back, nothing changed). `migrate` has no statement limit: building an
+# index on a large ledger takes longer (its lock waits are still limited, so a migration never
+# queues every request behind it). Export builds get their own, longer limit.
+_IS_MIGRATE = sys.argv[1:2] == ["migrate"]
 _TIMEOUTS = {
-    "statement_timeout": env_int("DATABASE_STATEMENT_TIMEOUT_MS", 30_000),
+    "statement_timeout": 0 if _IS_MIGRATE else env_int("DATABASE_STATEMENT_TIMEOUT_MS", 30_000),
     "lock_timeout": env_int("DATABASE_LOCK_TIMEOUT_MS", 10_000),
     "idle_in_transaction_session_timeout": env_int("DATABASE_IDLE_TRANSACTION_TIMEOUT_MS", 60_000),
 }
@@ -306,6 +309,8 @@ QUICKPE_EXPORT_RATE = env_rate("QUICKPE_EXPORT_RATE", "10/h")
 QUICKPE_EXPORT_RETENTION_DAYS = env_int("QUICKPE_EXPORT_RETENTION_DAYS", 7, minimum=1)
 # A running export whose worker has not reported for this long is handed to another worker.
 QUICKPE_EXPORT_STALE_SECONDS = env_int("QUICKPE_EXPORT_STALE_SECONDS", 120, minimum=1)
+# A statement of several years reads its ledger through one server-side cursor, for minutes.
+QUICKPE_EXPORT_STATEMENT_TIMEOUT_MS = env_int("QUICKPE_EXPORT_STATEMENT_TIMEOUT_MS", 600_000)
 
 QUICKPE_IDEMPOTENCY_TTL_HOURS = env_int("QUICKPE_IDEMPOTENCY_TTL_HOURS", 24, minimum=1)
 # How long WebSocket events stay replayable (the contract promises at least 24 hours).
