@@ -9,6 +9,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
@@ -144,12 +145,12 @@ class Stack:
                 "%(p)s %(s)s %(U)s",
             )
             if web_only:
-                wait_until(lambda: self.get("/health/live")[0] == 200, what="gunicorn")
+                wait_until(self._both_workers_serve, what="both gunicorn workers")
                 return self
             for index in (1, 2):
                 self.start_daphne(index)
             self.start_worker("worker")
-            wait_until(lambda: self.get("/health/live")[0] == 200, what="gunicorn")
+            wait_until(self._both_workers_serve, what="both gunicorn workers")
             for port in self.ws_ports:
                 wait_until(lambda port=port: _listening(port), what=f"daphne on {port}")
             wait_until(lambda: self.get("/health/ready")[0] == 200, timeout=60, what="readiness")
@@ -211,6 +212,16 @@ class Stack:
         return "\n".join(
             f"--- {path.name}\n{path.read_text()[-3000:]}" for path in self.directory.glob("*.log")
         )
+
+    def _both_workers_serve(self) -> bool:
+        """Each worker imports Django on its own after the fork, so the second may still be
+        booting when the first answers: tests that need both (a burst shared between them) wait
+        until overlapping requests have been served by two pids."""
+        with ThreadPoolExecutor(max_workers=4) as pool:
+            statuses = list(pool.map(lambda _: self.get("/health/live")[0], range(4)))
+        if set(statuses) != {200} or not (self.directory / "access.log").exists():
+            return False
+        return len({pid for pid, _status, _path in self.access_log()}) == 2
 
     def access_log(self) -> list[tuple[str, int, str]]:
         """(worker pid, status, path) of every request served so far."""
