@@ -42,6 +42,8 @@ UNUSUAL_MIN_BASELINE = 5
 UNUSUAL_FLOOR = 1_000_00
 # A month-on-month change at least this large (percent) is high priority.
 NOTABLE_CHANGE_PERCENT = 50
+# Periods are half-open; "so far this month" includes the present instant.
+MOMENT = timedelta(microseconds=1)
 MONTHS = (
     "January",
     "February",
@@ -70,17 +72,6 @@ DESCRIPTION = (
     "out (spending, payments) means every debit line, as in `/analytics/categories`; the last "
     "30 days means today and the 29 days before it in Asia/Kolkata."
 )
-
-# Money out this month so far, and last month up to the same point (same_point <= this_month,
-# so the second sum never reaches into this month).
-_SPENDING = """
-    SELECT
-        COALESCE(SUM(amount) FILTER (WHERE created_at >= %(this_month)s), 0)::bigint,
-        COALESCE(SUM(amount) FILTER (WHERE created_at < %(same_point)s), 0)::bigint
-    FROM wallet_ledgerentry
-    WHERE wallet_id = %(wallet)s AND created_at >= %(last_month)s AND created_at <= %(now)s
-        AND direction = 'debit'
-"""
 
 _BASELINE = """
     SELECT percentile_disc(0.5) WITHIN GROUP (ORDER BY amount), COUNT(*)
@@ -113,7 +104,7 @@ def _percent(part: int, whole: int) -> int:
     return selectors.divide_half_up(part * 100, whole)
 
 
-def _spending_change(wallet: int, now: datetime, zone: ZoneInfo) -> Insight | None:
+def _spending_change(user: User, now: datetime, zone: ZoneInfo) -> Insight | None:
     today = now.astimezone(zone).date()
     this_month = datetime.combine(today.replace(day=1), time.min, tzinfo=zone)
     previous = (today.replace(day=1) - timedelta(days=1)).replace(day=1)
@@ -121,18 +112,8 @@ def _spending_change(wallet: int, now: datetime, zone: ZoneInfo) -> Insight | No
     # The same stretch of last month: as long as this month has run so far, but never past
     # its end (31 March is compared with all of February).
     same_point = min(last_month + (now - this_month), this_month)
-    with connection.cursor() as cursor:
-        cursor.execute(
-            _SPENDING,
-            {
-                "wallet": wallet,
-                "now": now,
-                "this_month": this_month,
-                "last_month": last_month,
-                "same_point": same_point,
-            },
-        )
-        spent, spent_before = cursor.fetchone()
+    spent = selectors.money_out_for(user=user, start=this_month, end=now + MOMENT)
+    spent_before = selectors.money_out_for(user=user, start=last_month, end=same_point)
     if spent == 0 and spent_before == 0:
         return None
     month, before = MONTHS[today.month - 1], MONTHS[previous.month - 1]
@@ -276,7 +257,7 @@ def insights_for(*, user: User, now: datetime) -> list[Insight]:
     wallet = selectors.wallet_id_of(user)
     found = [
         _unusual_activity(wallet, now, zone),
-        _spending_change(wallet, now, zone),
+        _spending_change(user, now, zone),
         _top_category(user, start, end),
         _largest_transaction(wallet, start, end, zone),
         _top_counterparty(user, start, end),

@@ -4,6 +4,8 @@ from django.conf import settings
 from django.db import models
 from django.utils import timezone
 
+from wallet.models import Category, LedgerEntry, User, Wallet
+
 
 class Export(models.Model):
     class Kind(models.TextChoices):
@@ -69,6 +71,77 @@ class Export(models.Model):
 
     def __str__(self):
         return f"{self.kind} {self.format} #{self.pk}"
+
+
+# What customers may ask for and see through the API (the contract's `kind`).
+CUSTOMER_KINDS = [Export.Kind.STATEMENT, Export.Kind.AUDIT]
+
+
+class DailyFigure(models.Model):
+    """One wallet's ledger lines of one business day (Asia/Kolkata) that share kind, direction
+    and category, summed: what the analytics read for whole days instead of every line (a
+    year of a million-line wallet is a few thousand of these).
+
+    Kept by the database, not by Python: statement-level triggers on the ledger follow every
+    insert (and, should one ever happen, update or delete) in the writing transaction
+    (migration 0004), so a figure can never disagree with the ledger, whichever code path,
+    pgbench run or bulk load wrote the lines."""
+
+    # No index of its own: the unique constraint's index leads with the wallet.
+    wallet = models.ForeignKey(Wallet, on_delete=models.PROTECT, related_name="+", db_index=False)
+    day = models.DateField()
+    kind = models.CharField(max_length=20, choices=LedgerEntry.Kind.choices)
+    direction = models.CharField(max_length=6, choices=LedgerEntry.Direction.choices)
+    category = models.CharField(max_length=20, choices=Category.choices)
+    amount = models.BigIntegerField()
+    lines = models.IntegerField()
+
+    class Meta:
+        constraints = [
+            # The trigger's ON CONFLICT target, and how the analytics find a wallet's days.
+            models.UniqueConstraint(
+                fields=["wallet", "day", "kind", "direction", "category"],
+                name="analytics_dailyfigure_one_per_group",
+            ),
+            models.CheckConstraint(
+                condition=models.Q(amount__gt=0, lines__gt=0),
+                name="analytics_dailyfigure_positive",
+            ),
+        ]
+
+    def __str__(self):
+        return f"wallet {self.wallet_id} {self.day} {self.kind}"
+
+
+class CounterpartyFigure(models.Model):
+    """Money one wallet moved with one counterparty (transfers sent and received) in one
+    business month, summed, for the top counterparties. Monthly rather than daily: a busy
+    wallet deals with hundreds of people a day, so a year of daily rows per counterparty would
+    be nearly as many as its lines. Kept by the same triggers as DailyFigure."""
+
+    wallet = models.ForeignKey(Wallet, on_delete=models.PROTECT, related_name="+", db_index=False)
+    month = models.DateField(help_text="The first day of the business month.")
+    # Users are deactivated, never deleted: no index for the foreign key's delete checks.
+    counterparty = models.ForeignKey(
+        User, on_delete=models.PROTECT, related_name="+", db_index=False
+    )
+    amount = models.BigIntegerField()
+    lines = models.IntegerField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["wallet", "month", "counterparty"],
+                name="analytics_counterpartyfigure_one_per_group",
+            ),
+            models.CheckConstraint(
+                condition=models.Q(amount__gt=0, lines__gt=0),
+                name="analytics_counterpartyfigure_positive",
+            ),
+        ]
+
+    def __str__(self):
+        return f"wallet {self.wallet_id} {self.month:%Y-%m} with {self.counterparty_id}"
 
 
 # What customers may ask for and see through the API (the contract's `kind`).

@@ -1,13 +1,13 @@
-"""Analytics reads: figures computed from the ledger at request time, in the database.
+"""Analytics reads: figures computed in the database at request time.
 
-Nothing here is cached or pre-aggregated, so every figure equals the ledger (and therefore
-``/transactions``) to the paisa. A period is a half-open range of instants ``[start, end)``;
-calendar buckets are Asia/Kolkata days, ISO weeks (starting Monday) and months. Each query
-reads one wallet's lines in a time range through ``analytics_ledger_wallet_figures`` (migration
-0002), a covering index on (wallet, created_at): an index-only range scan that does not visit
-the table. The cost is linear in the lines read: about 20-30 ms per 80,000 lines on the
-2-CPU bench machine, so a year of a 1,000,000-line wallet takes several hundred (see
-bench/analytics.py).
+A period is a half-open range of instants ``[start, end)``; calendar buckets are Asia/Kolkata
+days, ISO weeks (starting Monday) and months. The whole business days inside a period are read
+from ``DailyFigure`` (the ledger summed per wallet, day, kind, direction, category and
+counterparty by a trigger in the same transaction as the lines), the cut days at either end
+from the ledger lines themselves, through ``analytics_ledger_wallet_figures`` (migration 0002),
+a covering index on (wallet, created_at). So every figure equals the ledger (and therefore
+``/transactions``) to the paisa, and its cost grows with the days in the period, not the lines:
+a year of a 1,000,000-line wallet reads a few thousand figures (see bench/analytics.py).
 
 Definitions, shared by the API's documentation:
 
@@ -18,7 +18,7 @@ Definitions, shared by the API's documentation:
 """
 
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 from django.conf import settings
@@ -31,67 +31,110 @@ TOP_COUNTERPARTIES = 5
 SHARE_PLACES = 4
 INTERVALS = ("day", "week", "month")
 
-# One wallet's lines in a period. The wallet is a constant in each statement (see wallet_id_of).
-_OWN_LINES = """
-    wallet_id = %(wallet)s AND created_at >= %(start)s AND created_at < %(end)s
+# One wallet's movements in a period, as (day, kind, direction, category, amount, lines): its
+# daily figures for the whole business days, its ledger lines (one each) for the cut days at
+# the ends. The queries below sum these, so COUNT(*) is SUM(lines). The wallet is a constant in
+# each statement (see wallet_id_of); the ranges come from _period.
+_LINES = """
+    lines AS (
+        SELECT day, kind, direction, category, amount, lines
+        FROM analytics_dailyfigure
+        WHERE wallet_id = %(wallet)s AND day >= %(first_day)s AND day < %(end_day)s
+        UNION ALL
+        SELECT (created_at AT TIME ZONE %(zone)s)::date, kind, direction, category, amount, 1
+        FROM wallet_ledgerentry
+        WHERE wallet_id = %(wallet)s AND created_at >= %(start)s AND created_at < %(head_end)s
+        UNION ALL
+        SELECT (created_at AT TIME ZONE %(zone)s)::date, kind, direction, category, amount, 1
+        FROM wallet_ledgerentry
+        WHERE wallet_id = %(wallet)s AND created_at >= %(tail_start)s AND created_at < %(end)s
+    )
 """
 
-# One scan, one snapshot: the grouping set () gives the period's totals, (counterparty_id) the
-# figures per counterparty, so the totals and the top counterparties always agree.
+# The same for money moved with each counterparty (transfers sent and received), as
+# (counterparty_id, amount, lines): counterparty figures for the months of _month_plan, plus
+# the lines it adds, minus the lines it takes away (as negative amounts and counts).
+_PARTY_RANGE = """
+        UNION ALL
+        SELECT counterparty_id, {sign}amount, {sign}1
+        FROM wallet_ledgerentry
+        WHERE wallet_id = %(wallet)s
+            AND created_at >= %({name}_from)s AND created_at < %({name}_to)s
+            AND kind IN ('transfer_in', 'transfer_out') AND counterparty_id IS NOT NULL
+"""
+_PARTY_LINES = f"""
+    party_lines AS (
+        SELECT counterparty_id, amount, lines
+        FROM analytics_counterpartyfigure
+        WHERE wallet_id = %(wallet)s AND month >= %(first_month)s AND month < %(end_month)s
+        {_PARTY_RANGE.format(sign="", name="add_head")}
+        {_PARTY_RANGE.format(sign="", name="add_tail")}
+        {_PARTY_RANGE.format(sign="-", name="take_head")}
+        {_PARTY_RANGE.format(sign="-", name="take_tail")}
+    )
+"""  # noqa: S608 - constants only; values travel as parameters
+
+# The top counterparties: by money moved with them, then by number of transfers.
+_TOP = """
+    top AS (
+        SELECT counterparty_id, SUM(amount)::bigint AS amount, SUM(lines)::bigint AS count
+        FROM party_lines
+        GROUP BY counterparty_id
+        HAVING SUM(lines) > 0
+        ORDER BY amount DESC, count DESC, counterparty_id
+        LIMIT %(limit)s
+    )
+"""
+
+# One statement, one snapshot, so the totals and the top counterparties always agree: the
+# totals row first (position 0), then one row per counterparty in rank order.
 _SUMMARY = f"""
-    WITH figures AS (
+    WITH {_LINES}, {_PARTY_LINES}, {_TOP}, totals AS (
         SELECT
-            GROUPING(counterparty_id) = 1 AS is_total,
-            counterparty_id,
             COALESCE(SUM(amount) FILTER (WHERE kind = 'transfer_out'), 0)::bigint AS sent,
-            COUNT(*) FILTER (WHERE kind = 'transfer_out') AS sent_count,
+            COALESCE(SUM(lines) FILTER (WHERE kind = 'transfer_out'), 0)::bigint AS sent_count,
             COALESCE(SUM(amount) FILTER (WHERE kind = 'transfer_in'), 0)::bigint AS received,
             COALESCE(SUM(amount) FILTER (WHERE kind = 'deposit'), 0)::bigint AS deposited,
             COALESCE(SUM(amount) FILTER (WHERE kind = 'withdrawal'), 0)::bigint AS withdrawn,
             COALESCE(SUM(CASE WHEN direction = 'credit' THEN amount ELSE -amount END), 0)::bigint
                 AS net,
-            COUNT(*) AS count,
-            COALESCE(SUM(amount) FILTER (WHERE kind IN ('transfer_in', 'transfer_out')), 0)::bigint
-                AS party_amount,
-            COUNT(*) FILTER (WHERE kind IN ('transfer_in', 'transfer_out')) AS party_count
-        FROM wallet_ledgerentry
-        WHERE {_OWN_LINES}
-        GROUP BY GROUPING SETS ((), (counterparty_id))
-        HAVING GROUPING(counterparty_id) = 1 OR (
-            counterparty_id IS NOT NULL
-            AND COUNT(*) FILTER (WHERE kind IN ('transfer_in', 'transfer_out')) > 0
-        )
-        ORDER BY is_total DESC, party_amount DESC, party_count DESC, counterparty_id
-        LIMIT {TOP_COUNTERPARTIES + 1}
+            COALESCE(SUM(lines), 0)::bigint AS count
+        FROM lines
     )
-    SELECT figures.*, party.quickpe_id, party.first_name, party.last_name
-    FROM figures LEFT JOIN wallet_user AS party ON party.id = figures.counterparty_id
-    ORDER BY is_total DESC, party_amount DESC, party_count DESC, counterparty_id
+    SELECT 0::bigint AS position, sent, sent_count, received, deposited, withdrawn, net, count,
+        NULL AS quickpe_id, NULL AS first_name, NULL AS last_name
+    FROM totals
+    UNION ALL
+    SELECT
+        ROW_NUMBER() OVER (ORDER BY top.amount DESC, top.count DESC, top.counterparty_id),
+        top.amount, top.count, 0, 0, 0, 0, 0, party.quickpe_id, party.first_name, party.last_name
+    FROM top JOIN wallet_user AS party ON party.id = top.counterparty_id
+    ORDER BY position
 """  # noqa: S608 - constants only; values travel as parameters
 
-# Lines are summed per bucket first (one index range scan), then laid on the calendar made by
-# generate_series, so buckets without lines are there too, as zeros. The unit is one of
-# INTERVALS, checked before it gets here.
+# Movements are summed per bucket first, then laid on the calendar made by generate_series, so
+# buckets without lines are there too, as zeros. The unit is one of INTERVALS, checked before
+# it gets here. (``day`` is a business date: as a timestamp without zone, date_trunc never
+# meets the session's zone.)
 _TIMESERIES = f"""
-    WITH lines AS (
+    WITH {_LINES}, buckets AS (
         SELECT
-            date_trunc(%(unit)s, created_at AT TIME ZONE %(zone)s) AS start,
+            date_trunc(%(unit)s, day::timestamp) AS start,
             SUM(amount) FILTER (WHERE kind = 'transfer_out') AS sent,
             SUM(amount) FILTER (WHERE kind = 'transfer_in') AS received,
             SUM(amount) FILTER (WHERE kind = 'deposit') AS deposited,
             SUM(amount) FILTER (WHERE kind = 'withdrawal') AS withdrawn,
-            COUNT(*) AS count
-        FROM wallet_ledgerentry
-        WHERE {_OWN_LINES}
+            SUM(lines) AS count
+        FROM lines
         GROUP BY 1
     )
     SELECT
         calendar.start::date,
-        COALESCE(lines.sent, 0)::bigint,
-        COALESCE(lines.received, 0)::bigint,
-        COALESCE(lines.deposited, 0)::bigint,
-        COALESCE(lines.withdrawn, 0)::bigint,
-        COALESCE(lines.count, 0)
+        COALESCE(buckets.sent, 0)::bigint,
+        COALESCE(buckets.received, 0)::bigint,
+        COALESCE(buckets.deposited, 0)::bigint,
+        COALESCE(buckets.withdrawn, 0)::bigint,
+        COALESCE(buckets.count, 0)::bigint
     FROM generate_series(
         date_trunc(%(unit)s, %(start)s::timestamptz AT TIME ZONE %(zone)s),
         date_trunc(
@@ -99,32 +142,30 @@ _TIMESERIES = f"""
         ),
         ('1 ' || %(unit)s)::interval
     ) AS calendar(start)
-    LEFT JOIN lines USING (start)
+    LEFT JOIN buckets USING (start)
     ORDER BY calendar.start
 """  # noqa: S608 - constants only; values travel as parameters
 
 # The same ranking as the summary's, alone, for callers that need no totals.
 _TOP_COUNTERPARTIES = f"""
+    WITH {_PARTY_LINES}, {_TOP}
     SELECT party.quickpe_id, party.first_name, party.last_name, top.amount, top.count
-    FROM (
-        SELECT counterparty_id, SUM(amount)::bigint AS amount, COUNT(*) AS count
-        FROM wallet_ledgerentry
-        WHERE {_OWN_LINES} AND kind IN ('transfer_in', 'transfer_out')
-            AND counterparty_id IS NOT NULL
-        GROUP BY counterparty_id
-        ORDER BY amount DESC, count DESC, counterparty_id
-        LIMIT %(limit)s
-    ) AS top
-    JOIN wallet_user AS party ON party.id = top.counterparty_id
+    FROM top JOIN wallet_user AS party ON party.id = top.counterparty_id
     ORDER BY top.amount DESC, top.count DESC, top.counterparty_id
 """  # noqa: S608 - constants only; values travel as parameters
 
 _CATEGORIES = f"""
-    SELECT category, SUM(amount)::bigint AS amount, COUNT(*) AS count
-    FROM wallet_ledgerentry
-    WHERE {_OWN_LINES} AND direction = 'debit'
+    WITH {_LINES}
+    SELECT category, SUM(amount)::bigint AS amount, SUM(lines) AS count
+    FROM lines
+    WHERE direction = 'debit'
     GROUP BY category
     ORDER BY amount DESC, count DESC, category
+"""  # noqa: S608 - constants only; values travel as parameters
+
+_MONEY_OUT = f"""
+    WITH {_LINES}
+    SELECT COALESCE(SUM(amount), 0)::bigint FROM lines WHERE direction = 'debit'
 """  # noqa: S608 - constants only; values travel as parameters
 
 
@@ -182,8 +223,88 @@ def wallet_id_of(user: User) -> int:
     return Wallet.objects.values_list("pk", flat=True).get(user=user)
 
 
-def _period(user: User, start: datetime, end: datetime) -> dict:
-    return {"wallet": wallet_id_of(user), "start": start, "end": end}
+def _midnight(day: date) -> datetime:
+    return datetime.combine(day, time.min, tzinfo=ZoneInfo(settings.QUICKPE_BUSINESS_TIME_ZONE))
+
+
+def _month_bounds(moment: datetime) -> tuple[date, datetime, datetime] | None:
+    """The business month holding ``moment``: its first day, its first and its next month's
+    first instant; None at the calendar's ends (year 1, year 9999), where it cannot be had."""
+    first = moment.astimezone(ZoneInfo(settings.QUICKPE_BUSINESS_TIME_ZONE)).date().replace(day=1)
+    try:
+        following = (first + timedelta(days=32)).replace(day=1)
+        return first, _midnight(first), _midnight(following)
+    except (OverflowError, ValueError):
+        return None
+
+
+def _month_plan(start: datetime, end: datetime) -> dict:
+    """How to sum a period's counterparties from monthly figures: the months
+    ``[first_month, end_month)`` whole, plus the lines of ``add_head`` and ``add_tail``, minus
+    those of ``take_head`` and ``take_tail``. A month cut by the period is read as its lines
+    inside the period, or as the whole month minus its lines outside, whichever is shorter:
+    so at most half a month of lines at each end, whatever the period."""
+    plan = {
+        f"{name}_{edge}": end
+        for name in ("add_head", "add_tail", "take_head", "take_tail")
+        for edge in ("from", "to")
+    }
+    head, tail = _month_bounds(start), _month_bounds(end - timedelta(microseconds=1))
+    if head is None or tail is None:  # the calendar's ends: lines only
+        month = date(2000, 1, 1)
+        return {**plan, "first_month": month, "end_month": month, "add_head_from": start}
+    (head_month, head_start, head_end), (tail_month, tail_start, tail_end) = head, tail
+    if head_month == tail_month:  # inside one month
+        if end - start <= (start - head_start) + (tail_end - end):
+            return {
+                **plan,
+                "first_month": head_month,
+                "end_month": head_month,
+                "add_head_from": start,
+            }
+        return {
+            **plan,
+            "first_month": head_month,
+            "end_month": tail_end.date(),
+            "take_head_from": head_start,
+            "take_head_to": start,
+            "take_tail_from": end,
+            "take_tail_to": tail_end,
+        }
+    if start - head_start <= head_end - start:
+        plan.update(first_month=head_month, take_head_from=head_start, take_head_to=start)
+    else:
+        plan.update(first_month=head_end.date(), add_head_from=start, add_head_to=head_end)
+    if tail_end - end <= end - tail_start:
+        plan.update(end_month=tail_end.date(), take_tail_from=end, take_tail_to=tail_end)
+    else:
+        plan.update(end_month=tail_month, add_tail_from=tail_start, add_tail_to=end)
+    return plan
+
+
+def _period(user: User, start: datetime, end: datetime, *, limit: int = TOP_COUNTERPARTIES):
+    """The parameters of _LINES and _PARTY_LINES: the whole business days
+    ``[first_day, end_day)`` inside ``[start, end)`` read from the daily figures, the instants
+    before and after them line by line; and the counterparties' _month_plan."""
+    zone = ZoneInfo(settings.QUICKPE_BUSINESS_TIME_ZONE)
+    first_day, end_day = start.astimezone(zone).date(), end.astimezone(zone).date()
+    if _midnight(first_day) < start:
+        first_day += timedelta(days=1)
+    head_end, tail_start = (
+        (_midnight(first_day), _midnight(end_day)) if first_day < end_day else (end, end)
+    )
+    return {
+        "wallet": wallet_id_of(user),
+        "zone": settings.QUICKPE_BUSINESS_TIME_ZONE,
+        "limit": limit,
+        "start": start,
+        "end": end,
+        "first_day": first_day,
+        "end_day": end_day,
+        "head_end": head_end,
+        "tail_start": tail_start,
+        **_month_plan(start, end),
+    }
 
 
 def divide_half_up(total: int, parts: int) -> int:
@@ -198,56 +319,35 @@ def summary_for(*, user: User, start: datetime, end: datetime) -> Summary:
     """Totals of the user's ledger lines in ``[start, end)`` and their top counterparties (by
     money sent to and received from them, then by number of transfers)."""
     totals, *parties = _rows(_SUMMARY, _period(user, start, end))
-    columns = dict(zip(_SUMMARY_COLUMNS, totals, strict=True))
-    top = []
-    for row in parties:
-        party = dict(zip(_SUMMARY_COLUMNS, row, strict=True))
-        name = f"{party['first_name']} {party['last_name']}".strip()
-        top.append(
-            Counterparty(
-                quickpe_id=party["quickpe_id"],
-                name=name,
-                amount=party["party_amount"],
-                count=party["party_count"],
-            )
+    _position, sent, sent_count, received, deposited, withdrawn, net, count, *_ = totals
+    top = [
+        Counterparty(
+            quickpe_id=quickpe_id,
+            name=f"{first_name} {last_name}".strip(),
+            amount=amount,
+            count=transfers,
         )
+        for _position, amount, transfers, *_zeros, quickpe_id, first_name, last_name in parties
+    ]
     return Summary(
         start=start,
         end=end,
-        sent=columns["sent"],
-        received=columns["received"],
-        deposited=columns["deposited"],
-        withdrawn=columns["withdrawn"],
-        net=columns["net"],
-        count=columns["count"],
-        average_sent=divide_half_up(columns["sent"], columns["sent_count"]),
+        sent=sent,
+        received=received,
+        deposited=deposited,
+        withdrawn=withdrawn,
+        net=net,
+        count=count,
+        average_sent=divide_half_up(sent, sent_count),
         top_counterparties=top,
     )
-
-
-_SUMMARY_COLUMNS = (
-    "is_total",
-    "counterparty_id",
-    "sent",
-    "sent_count",
-    "received",
-    "deposited",
-    "withdrawn",
-    "net",
-    "count",
-    "party_amount",
-    "party_count",
-    "quickpe_id",
-    "first_name",
-    "last_name",
-)
 
 
 def top_counterparties_for(
     *, user: User, start: datetime, end: datetime, limit: int = TOP_COUNTERPARTIES
 ) -> list[Counterparty]:
     """Who the user moved the most money with in ``[start, end)``, ranked as in the summary."""
-    rows = _rows(_TOP_COUNTERPARTIES, {**_period(user, start, end), "limit": limit})
+    rows = _rows(_TOP_COUNTERPARTIES, _period(user, start, end, limit=limit))
     return [
         Counterparty(
             quickpe_id=quickpe_id,
@@ -282,11 +382,7 @@ def timeseries_for(*, user: User, start: datetime, end: datetime, interval: str)
     The first and last buckets may be cut by the period: they count only lines inside it."""
     if interval not in INTERVALS:
         raise ValueError(interval)
-    params = {
-        **_period(user, start, end),
-        "unit": interval,
-        "zone": settings.QUICKPE_BUSINESS_TIME_ZONE,
-    }
+    params = {**_period(user, start, end), "unit": interval}
     return [Bucket(*row) for row in _rows(_TIMESERIES, params)]
 
 
@@ -305,6 +401,12 @@ def shares(amounts: list[int], *, places: int = SHARE_PLACES) -> list[str]:
     for index in by_remainder[:left_over]:
         floors[index] += 1
     return [f"{units // scale}.{units % scale:0{places}d}" for units in floors]
+
+
+def money_out_for(*, user: User, start: datetime, end: datetime) -> int:
+    """Every debit line's amount in ``[start, end)``, summed (spending, as in categories)."""
+    [(total,)] = _rows(_MONEY_OUT, _period(user, start, end))
+    return total
 
 
 def categories_for(*, user: User, start: datetime, end: datetime) -> list[CategoryShare]:

@@ -2,6 +2,8 @@
 
 from collections import defaultdict
 
+from django.conf import settings
+from django.db import connection
 from django.db.models import Sum
 
 from audit.services import audit_verify
@@ -65,5 +67,40 @@ def assert_money_invariants() -> None:
         outgoing = sum(e.amount for e in todays if e.kind in ("withdrawal", "transfer_out"))
         assert (wallet.deposited_on_day, wallet.outgoing_on_day) == (deposited, outgoing)
 
+    assert_daily_figures_match_the_ledger()
     result = audit_verify()
     assert result.valid, result.reason
+
+
+# Each figure table as kept by the triggers, and as summed from the ledger afresh.
+_FIGURES = [
+    (
+        """SELECT wallet_id, day, kind, direction, category, amount, lines
+        FROM analytics_dailyfigure""",
+        """SELECT wallet_id, (created_at AT TIME ZONE %(zone)s)::date, kind, direction, category,
+            SUM(amount)::bigint, COUNT(*)::integer
+        FROM wallet_ledgerentry GROUP BY 1, 2, 3, 4, 5""",
+    ),
+    (
+        """SELECT wallet_id, month, counterparty_id, amount, lines
+        FROM analytics_counterpartyfigure""",
+        """SELECT wallet_id, date_trunc('month', created_at AT TIME ZONE %(zone)s)::date,
+            counterparty_id, SUM(amount)::bigint, COUNT(*)::integer
+        FROM wallet_ledgerentry
+        WHERE kind IN ('transfer_in', 'transfer_out') AND counterparty_id IS NOT NULL
+        GROUP BY 1, 2, 3""",
+    ),
+]
+
+
+def assert_daily_figures_match_the_ledger() -> None:
+    """The trigger-kept figures are exactly the ledger summed per wallet and business day (in
+    the setting's zone), kind, direction and category; and per wallet, business month and
+    counterparty for transfers."""
+    params = {"zone": settings.QUICKPE_BUSINESS_TIME_ZONE}
+    with connection.cursor() as cursor:
+        for kept, summed in _FIGURES:
+            for extra, missing in ((kept, summed), (summed, kept)):
+                cursor.execute(f"{extra} EXCEPT {missing}", params)  # noqa: S608 - constants
+                rows = cursor.fetchall()
+                assert not rows, f"figures disagree with the ledger: {rows[:5]}"
