@@ -2,6 +2,7 @@
 -- Same tables, same rows locked, in the same order, as wallet.idempotency.idempotent() around
 -- wallet.services.money.transfer_create(): wallets, transfer, ledger lines, the audit entry,
 -- the two notifications and the seven events of the outbox, and the idempotency key.
+-- The analytics figures' trigger on wallet_ledgerentry runs here as it does for the API.
 -- Set by bench.run with -D: ubase (first bench user id; ids are contiguous), nusers,
 -- nchains (QUICKPE_AUDIT_CHAINS), run (a tag that keeps idempotency keys unique), n=0.
 
