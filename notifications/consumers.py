@@ -24,7 +24,7 @@ from quickpe import metrics
 from quickpe.authentication import user_for_access_token
 from quickpe.dashboard import DEVICE_SESSION
 from quickpe.formats import timestamp
-from quickpe.logs import get_logger
+from quickpe.logs import get_logger, request_id, valid_request_id
 from quickpe.realtime import group_for
 from wallet.models import User
 from wallet.services.sessions import SESSION_CLAIM, active_sessions
@@ -71,6 +71,10 @@ def _device_active(user, session_id) -> bool:
 
 class EventStreamConsumer(AsyncJsonWebsocketConsumer):
     async def connect(self):
+        # The handshake's X-Request-ID (nginx sets one), or a new one, on this socket's log
+        # lines: the consumer's handlers all run in this connection's task, in its context.
+        handshake = dict(self.scope.get("headers", [])).get(b"x-request-id", b"")
+        request_id.set(valid_request_id(handshake.decode("latin-1")))
         self.user = None
         self.sent = 0
         self.send_lock = asyncio.Lock()
@@ -137,7 +141,7 @@ class EventStreamConsumer(AsyncJsonWebsocketConsumer):
                 "websocket.disconnect",
                 user=self.user.pk,
                 code=code,
-                seconds=round(time.monotonic() - self.opened_at, 1),
+                duration_ms=round((time.monotonic() - self.opened_at) * 1000, 1),
             )
             await self.channel_layer.group_discard(group_for(self.user.pk), self.channel_name)
 

@@ -22,7 +22,8 @@ _SECRET_KEYS = re.compile(
     r"pass(word)?|secret|token|authorization|cookie|idempotency|api[_-]?key|refresh|access",
     re.IGNORECASE,
 )
-_EMAIL = re.compile(r"[\w.+-]+@[\w-]+(\.[\w-]+)+")
+# Also URL-encoded ("%40"), as in a query string in the repr of a request.
+_EMAIL = re.compile(r"[\w.+%-]+(@|%40)[\w-]+(\.[\w-]+)+", re.IGNORECASE)
 _JWT = re.compile(r"eyJ[\w-]+\.[\w-]+\.[\w-]+")
 _QUERY_TOKEN = re.compile(r"(token|access|refresh)=[^&\s\"']+", re.IGNORECASE)
 
@@ -35,16 +36,24 @@ def valid_request_id(value: str | None) -> str:
     return uuid.uuid4().hex
 
 
+def _unquote_at(email: str) -> str:
+    return re.sub("%40", "@", email, flags=re.IGNORECASE)
+
+
 def _clean(value):
     if isinstance(value, str):
         value = _JWT.sub("[token]", value)
         value = _QUERY_TOKEN.sub(lambda match: f"{match.group(1)}=[token]", value)
-        return _EMAIL.sub(lambda match: mask_email(match.group(0)), value)
+        return _EMAIL.sub(lambda match: mask_email(_unquote_at(match.group(0))), value)
     if isinstance(value, dict):
         return {key: _scrub_pair(key, item) for key, item in value.items()}
     if isinstance(value, list | tuple):
         return [_clean(item) for item in value]
-    return value
+    if value is None or isinstance(value, bool | int | float):
+        return value
+    # Anything else would be rendered as text by the JSON renderer, unscrubbed: Django's error
+    # records carry the request, whose text holds the full path with its query string.
+    return _clean(str(value))
 
 
 def _scrub_pair(key, value):

@@ -46,8 +46,8 @@ LATENCY = Histogram(
 )
 MOVEMENTS = Counter(
     "quickpe_money_movements_total",
-    "Money movements by kind (transfer, deposit, withdrawal, reversal) and outcome "
-    "(ok, or the refusal's code)",
+    "Money movements by kind (transfer, money_request_pay, deposit, withdrawal, reversal) and "
+    "outcome (ok, or the refusal's code)",
     ["kind", "outcome"],
 )
 REPLAYS = Counter("quickpe_idempotent_replays_total", "Requests answered from their key")
@@ -88,10 +88,10 @@ def movement_committed(*, kind: str, reference: str, amount: int, wallets: list[
     )
 
 
-def refused(*, kind: str, code: str) -> None:
+def refused(*, kind: str, code: str, user: int | None = None) -> None:
     """A money request refused by a rule (insufficient funds, a limit, ...): nothing moved."""
     MOVEMENTS.labels(kind, code).inc()
-    _money_log.info("money.movement", kind=kind, outcome=code)
+    _money_log.info("money.movement", kind=kind, outcome=code, user=user)
 
 
 def observe_database() -> None:

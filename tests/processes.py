@@ -177,9 +177,10 @@ class Stack:
             "quickpe.asgi:application",
         )
 
-    def start_worker(self, name: str):
+    def start_worker(self, name: str, *, loglevel: str = "WARNING"):
+        # INFO for a test that reads the worker's task lines, as production logs them.
         self._spawn(
-            name, "celery", "-A", "quickpe", "worker", "--pool", "solo", "--loglevel", "WARNING"
+            name, "celery", "-A", "quickpe", "worker", "--pool", "solo", "--loglevel", loglevel
         )
 
     def kill(self, name: str):

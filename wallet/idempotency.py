@@ -133,7 +133,9 @@ def run_once(
             except _REMEMBERED as error:
                 outcome = refusal(error)
                 code = getattr(error, "code", None) or "validation_error"
-                transaction.on_commit(partial(metrics.refused, kind=kind, code=str(code)))
+                transaction.on_commit(
+                    partial(metrics.refused, kind=kind, code=str(code), user=user.pk)
+                )
             insert_models(
                 [
                     IdempotencyKey(

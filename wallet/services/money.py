@@ -84,8 +84,12 @@ def _line(
     )
 
 
-def _write(wallets: list[Wallet], lines: list[LedgerEntry]) -> list[LedgerEntry]:
-    """Save the locked wallets (one UPDATE) and their ledger lines (one INSERT)."""
+def _write(
+    wallets: list[Wallet], lines: list[LedgerEntry], *, kind: str | None = None
+) -> list[LedgerEntry]:
+    """Save the locked wallets (one UPDATE) and their ledger lines (one INSERT). Once the
+    transaction commits, the movement is logged and counted as ``kind`` (by default the kind
+    of its first line: deposit, withdrawal, reversal)."""
     rows = ", ".join(
         ["(%s::bigint, %s::bigint, %s::timestamptz, %s::date, %s::bigint, %s::bigint)"]
         * len(wallets)
@@ -118,17 +122,13 @@ def _write(wallets: list[Wallet], lines: list[LedgerEntry]) -> list[LedgerEntry]
     transaction.on_commit(
         partial(
             movement_committed,
-            kind=_MOVEMENT_KINDS.get(first.kind, first.kind),
+            kind=kind or first.kind,
             reference=first.transfer.reference if first.transfer else first.reference,
             amount=first.amount,
             wallets=[wallet.pk for wallet in wallets],
         )
     )
     return saved
-
-
-# What a movement is called in logs and metrics, by its first ledger line.
-_MOVEMENT_KINDS = {LedgerEntry.Kind.TRANSFER_OUT: "transfer"}
 
 
 def _movement_events(notices, *lines: tuple[int, LedgerEntry]) -> dict[int, list]:
@@ -327,13 +327,15 @@ def transfer_apply(
     note: str = "",
     category: str = Category.TRANSFER,
     request=None,
+    movement_kind: str = "transfer",
 ) -> AppliedTransfer:
     """The money part of a transfer, for ``transfer_create`` and services that pay something
     with a transfer (money requests): both balances, both ledger lines and the audit entry, in
     the caller's transaction. Emits nothing, so the caller announces its whole change at once.
     Keeps: no self-transfer, neither wallet frozen, sender balance >= 0, per-transaction and
     daily outgoing limits, the recipient's balance cap. Locks: both wallets, in primary-key
-    order, in one query, then the sender's audit chain head."""
+    order, in one query, then the sender's audit chain head. ``movement_kind`` names it in logs
+    and metrics, as the caller's refusals are named (``money_request_pay``)."""
     assert connection.in_atomic_block, "a transfer commits with the change it belongs to"
     if sender.pk == recipient.pk:
         raise SelfTransfer()
@@ -385,6 +387,7 @@ def transfer_apply(
                 transfer=transfer,
             ),
         ],
+        kind=movement_kind,
     )
     audit_entry = audit_append(
         actor=sender,

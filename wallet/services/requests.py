@@ -166,6 +166,7 @@ def money_request_pay(
             amount=money_request.amount,
             note=money_request.note or f"Request from {requester.get_full_name()}",
             request=request,
+            movement_kind="money_request_pay",
         )
         _resolve(money_request, MoneyRequest.Status.PAID, now, applied.movement.transfer)
         entry = _audit(money_request, actor=user, action="pay", request=request)
