@@ -65,7 +65,9 @@ def signed_in(view):
                 expires_at__gt=timezone.now(),
             ).exists()
         ):
-            return view(request, *args, **kwargs)
+            # Times on the pages are the customers' (Asia/Kolkata), as on their statements.
+            with timezone.override(settings.QUICKPE_BUSINESS_TIME_ZONE):
+                return view(request, *args, **kwargs)
         if request.user.is_authenticated:
             logout(request)
             messages.info(request, "This device was signed out. Sign in again.")

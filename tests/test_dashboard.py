@@ -4,7 +4,9 @@ requests, statements, CSRF, and a bounded number of queries whatever the data si
 
 import re
 import uuid
+from datetime import UTC, datetime
 
+import pgtrigger
 import pytest
 from django.db import connection
 from django.test import Client
@@ -265,3 +267,17 @@ def test_the_transactions_page_filters_as_the_api_does(alice, bob):
     assert "+₹500.00" in money_in and "-₹12.00" not in money_in
     bad = browser.get("/app/transactions", {"created_after": "not-a-date"})
     assert bad.status_code == 200 and b'data-testid="field-error"' in bad.content
+
+
+def test_times_on_the_pages_are_kolkata_times(alice, bob):
+    fund(alice, 1_00)
+    movement = transfer_create(sender=alice, recipient=bob, amount=1_00)
+    # 18:31 UTC is 00:01 the next day in Kolkata: the page shows the customer's time.
+    moment = datetime(2026, 3, 4, 18, 31, tzinfo=UTC)
+    with pgtrigger.ignore("wallet.LedgerEntry:wallet_ledgerentry_append_only"):
+        LedgerEntry.objects.filter(transfer=movement.transfer).update(created_at=moment)
+
+    page = browser_for(bob).get("/app/").content.decode()
+
+    assert "5 Mar, 00:01" in page and "4 Mar, 18:31" not in page
+    assert 'data-time-zone="Asia/Kolkata"' in page  # live lines are formatted the same way

@@ -38,15 +38,39 @@
     });
   }
 
+  // A live line must read exactly as the server renders it (_activity_item.html): Django's
+  // label of the kind ("transfer_in" -> "Transfer In") and the time as "j M, H:i" in the
+  // page's time zone.
+  var months = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov",
+    "Dec"];
+  var clock = new Intl.DateTimeFormat("en-GB", {
+    timeZone: body.dataset.timeZone || "UTC", day: "numeric", month: "numeric",
+    hour: "2-digit", minute: "2-digit", hourCycle: "h23"
+  });
+  function kindLabel(kind) {
+    return kind.split("_").map(function (word) {
+      return word.charAt(0).toUpperCase() + word.slice(1);
+    }).join(" ");
+  }
+  function when(timestamp) {
+    var parts = {};
+    clock.formatToParts(new Date(timestamp)).forEach(function (part) {
+      parts[part.type] = part.value;
+    });
+    return parseInt(parts.day, 10) + " " + months[parseInt(parts.month, 10) - 1] + ", " +
+      parts.hour + ":" + parts.minute;
+  }
+
   function activityItem(line) {
     var item = document.createElement("li");
     item.className = "line " + line.direction;
-    item.dataset.testid = "activity-item";
     item.setAttribute("data-testid", "activity-item");
-    var who = line.counterparty ? line.counterparty.name : line.kind.replace("_", " ");
+    var kind = kindLabel(line.kind);
+    var who = line.counterparty ? line.counterparty.name : kind;
     var sign = line.direction === "credit" ? "+" : "-";
     item.innerHTML = '<span class="what"><strong>' + escapeText(who) + "</strong><small>" +
-      escapeText(line.kind.replace("_", " ")) + " · " + escapeText(line.reference) +
+      escapeText(kind) + " · " + escapeText(line.reference) + ' · <time datetime="' +
+      escapeText(line.created_at) + '">' + escapeText(when(line.created_at)) + "</time>" +
       (line.description ? " · " + escapeText(line.description) : "") + "</small></span>" +
       '<span class="amount">' + sign + escapeText(money(line.amount)) + "</span>";
     return item;
@@ -70,8 +94,9 @@
       badge.textContent = String(data.unread_count);
       badge.hidden = data.unread_count === 0;
       badge.parentElement.setAttribute("aria-label", "Notifications, " + data.unread_count + " unread");
+      refresh(["notifications"]);
     },
-    "money_request:update": function () { refresh(["incoming", "outgoing"]); },
+    "money_request:update": function () { refresh(["incoming", "outgoing", "pending"]); },
     "export:update": function (data) {
       var item = document.querySelector('[data-export-id="' + data.export.id + '"]');
       if (!item || data.export.status === "done" || data.export.status === "failed") {
@@ -105,20 +130,22 @@
     socket.onclose = function (event) {
       if (event.code === 4401) { state("offline", "Signed out"); return; }
       state("offline", "Offline, reconnecting…");
-      setTimeout(connect, retry);
+      // Jittered, so the tabs of many users dropped together do not reconnect in step.
+      setTimeout(connect, retry * (0.75 + Math.random() / 2));
       retry = Math.min(retry * 2, 15000);
     };
   }
 
   // A money form is sent once: the second click of a double click does nothing (the server's
-  // idempotency key would also make it a replay).
-  document.querySelectorAll("form[data-once]").forEach(function (form) {
-    form.addEventListener("submit", function (event) {
-      if (form.dataset.sent) { event.preventDefault(); return; }
-      form.dataset.sent = "1";
-      var button = form.querySelector('button[type="submit"]');
-      if (button) button.setAttribute("aria-busy", "true");
-    });
+  // idempotency key would also make it a replay). Delegated, so forms that arrive with a live
+  // refresh (Pay on the requests page) are covered too.
+  document.addEventListener("submit", function (event) {
+    var form = event.target;
+    if (!form.matches || !form.matches("form[data-once]")) return;
+    if (form.dataset.sent) { event.preventDefault(); return; }
+    form.dataset.sent = "1";
+    var button = form.querySelector('button[type="submit"]');
+    if (button) button.setAttribute("aria-busy", "true");
   });
 
   // Recipient suggestions as you type (names, QuickPe IDs; emails only when typed in full).
