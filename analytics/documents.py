@@ -3,15 +3,21 @@
 A document is a title, facts (holder, period, opening balance), columns and a stream of rows
 read through a server-side cursor, then closing facts (totals) known only once the rows are
 through. The writers never hold more than one page of rows. The CSV goes straight to the file,
-so its memory is flat however long the period. The PDF's "page X of Y" uses a form drawn on every
-page and defined at the end, when Y is known; but reportlab keeps every finished page until it
-writes the file at the end, so a PDF's memory grows with its pages: each page's drawing is
-compressed as soon as the page is finished (about 5 KB kept per page of 70 lines instead of
-about 45 KB), which bench/exports.py measures.
+so its memory is flat however long the period.
+
+The PDF's "page X of Y" uses a form drawn on every page and defined at the end, when Y is known.
+reportlab keeps every finished page until it writes the file, and then builds the whole file in
+memory before writing it. So that a statement's memory does not grow with its length, each
+page's drawing is compressed as soon as the page is finished and spilled to a temporary file
+(``_SpilledStream``), and the file is written object by object as reportlab formats it
+(``_ObjectsToFile``); what stays in memory is reportlab's small bookkeeping per page.
+bench/exports.py measures it.
 """
 
 import csv
 import io
+import tempfile
+import threading
 import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -255,8 +261,18 @@ def document_for(export: Export) -> Document:
     return _DOCUMENTS[export.kind](export)
 
 
+class TooLong(Exception):
+    """A PDF of more lines than QUICKPE_PDF_MAX_LINES: the message tells the customer why."""
+
+
 def write(export: Export, document: Document, out, tick: "Tick") -> int:
     """Write the document in the export's format to ``out``; returns the lines written."""
+    most = settings.QUICKPE_PDF_MAX_LINES
+    if export.format == Export.Format.PDF and document.total_rows > most:
+        raise TooLong(
+            f"This period has {document.total_rows:,} lines and a PDF holds at most {most:,}. "
+            "Please request a CSV, or a PDF of a shorter period."
+        )
     writer = write_csv if export.format == Export.Format.CSV else write_pdf
     return writer(document, out, tick)
 
@@ -301,9 +317,58 @@ def _fit(text: str, width: float, font: str = FONT, size: float = SIZE) -> str:
     return text + "..."
 
 
+class _SpilledStream(pdfdoc.PDFStream):
+    """A finished page's compressed drawing, kept in a temporary file until reportlab formats
+    it into the PDF."""
+
+    def __init__(self, spill, data: bytes):
+        self.dictionary = pdfdoc.PDFDictionary({"Filter": pdfdoc.PDFName("FlateDecode")})
+        self.filters = None
+        self.spill, self.at, self.length = spill, spill.seek(0, io.SEEK_END), len(data)
+        spill.write(data)
+
+    @property
+    def content(self) -> bytes:
+        self.spill.seek(self.at)
+        return self.spill.read(self.length)
+
+
+class _ObjectsToFile(pdfdoc.PDFFile):
+    """reportlab's output collector, writing each object to ``target`` as soon as it is
+    formatted rather than keeping them all to join at the end."""
+
+    target = None  # the file being written; set by _writing_straight_to
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)  # adds the header to self.strings
+        header, self.strings = b"".join(self.strings), []
+        self.write = self.target.write
+        self.write(header)
+
+    def format(self, document) -> bytes:
+        return b""  # everything is in the file already
+
+
+# reportlab makes its collector inside PDFDocument.format(); swapping the class in while one
+# document is saved is the only way in, and a lock keeps two saves in one process apart.
+_SAVING = threading.Lock()
+
+
+def _save_straight_to(pdf: canvas.Canvas, out) -> None:
+    with _SAVING:
+        collector, pdfdoc.PDFFile = pdfdoc.PDFFile, _ObjectsToFile
+        _ObjectsToFile.target = out
+        try:
+            pdf.save()  # writes b"" at the end: the collector wrote the rest
+        finally:
+            pdfdoc.PDFFile, _ObjectsToFile.target = collector, None
+
+
 class _PdfWriter:
-    def __init__(self, document: Document, out):
+    def __init__(self, document: Document, out, spill):
         self.document = document
+        self.out = out
+        self.spill = spill  # finished pages' drawings until the file is written
         self.canvas = canvas.Canvas(out, pagesize=A4, pageCompression=1)
         self.canvas.setTitle(f"QuickPe {document.title}")
         self.canvas.setAuthor("QuickPe")
@@ -322,16 +387,13 @@ class _PdfWriter:
         c.doForm("page_count")
 
     def _show_page(self):
-        """Finish the page and compress its drawing now: reportlab would keep the text until
-        the file is written and only then compress it. A stream whose dictionary already names
-        its filter is written as it is."""
+        """Finish the page, compress its drawing and spill it to disk now: reportlab would keep
+        the text in memory until the file is written and only then compress it. A stream whose
+        dictionary already names its filter is written as it is."""
         self.canvas.showPage()
         page = self.canvas._doc.Pages.pages[-1]
         if page.stream:
-            page.Contents = pdfdoc.PDFStream(
-                pdfdoc.PDFDictionary({"Filter": pdfdoc.PDFName("FlateDecode")}),
-                zlib.compress(page.stream.encode("latin-1")),
-            )
+            page.Contents = _SpilledStream(self.spill, zlib.compress(page.stream.encode("latin-1")))
             page.stream = None
 
     def _new_page(self):
@@ -407,9 +469,10 @@ class _PdfWriter:
         self.canvas.setFont(FONT, 7)
         self.canvas.drawString(PAGE_ANCHOR + stringWidth(" of ", FONT, 7), FOOTER_Y, str(self.page))
         self.canvas.endForm()
-        self.canvas.save()
+        _save_straight_to(self.canvas, self.out)
         return count
 
 
 def write_pdf(document: Document, out, tick: Tick) -> int:
-    return _PdfWriter(document, out).write(tick)
+    with tempfile.TemporaryFile() as spill:
+        return _PdfWriter(document, out, spill).write(tick)

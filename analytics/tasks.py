@@ -74,6 +74,9 @@ def _export_build(export_id: int) -> str:
         return "done" if finished else "superseded"
     except Superseded:
         return "superseded"
+    except documents.TooLong as error:
+        export_fail(export=export, error=str(error))
+        return "failed"
     except OperationalError:
         raise  # the database went away: retried by Celery, and the claim goes stale meanwhile
     except Exception:

@@ -8,8 +8,9 @@ function (``analytics.tasks.export_build``: claim, server-side cursor, writer, s
 and reports wall time, rows, file size and its peak RSS next to its RSS before the build, so a
 flat memory profile shows as the same peak whatever the size.
 
-Targets (issue 5): CSV under 5 s and PDF under 60 s for 100,000 lines; peak RSS under 200 MB.
-Environment: BENCH_EXPORT_LINES [10000,100000], BENCH_EXPORT_FORMATS [csv,pdf].
+Targets (issue 5): CSV under 5 s and PDF under 60 s for 100,000 lines; peak RSS under 200 MB
+at every size.
+Environment: BENCH_EXPORT_LINES [10000,100000,300000], BENCH_EXPORT_FORMATS [csv,pdf].
 """
 
 import json
@@ -26,6 +27,7 @@ from bench.run import BASE_DIR, PY, RESULTS_DIR, bench_database, recreate_databa
 
 TARGET_SECONDS = {"csv": 5.0, "pdf": 60.0}
 TARGET_PEAK_MB = 200.0
+TARGET_LINES = 100_000
 EMAIL = "statement@bench.quickpe.test"
 
 
@@ -113,7 +115,7 @@ def build(fmt: str, lines: int) -> None:
 
 
 def main() -> int:
-    sizes = [int(n) for n in os.environ.get("BENCH_EXPORT_LINES", "10000,100000").split(",")]
+    sizes = [int(n) for n in os.environ.get("BENCH_EXPORT_LINES", "10000,100000,300000").split(",")]
     formats = os.environ.get("BENCH_EXPORT_FORMATS", "csv,pdf").split(",")
     development, database = bench_database("quickpe_bench_exports")
     recreate_database(database, development)
@@ -154,16 +156,19 @@ def main() -> int:
                     f"{result['rss_before_mb']:.0f} MB), file {result['file_mb']} MB, "
                     f"{result['outcome']}"
                 )
-    largest = max(sizes)
-    verdicts = []
-    for result in results:
-        if result["lines"] == largest:
-            fast = result["seconds"] < TARGET_SECONDS[result["format"]]
-            verdicts.append(fast and result["peak_rss_mb"] < TARGET_PEAK_MB)
+    # Time targets at the issue's 100,000 lines (or the largest size run, without it); the
+    # memory target at every size, since it must hold however long the statement.
+    timed = TARGET_LINES if TARGET_LINES in sizes else max(sizes)
+    verdicts = [result["peak_rss_mb"] < TARGET_PEAK_MB for result in results]
+    verdicts += [
+        result["seconds"] < TARGET_SECONDS[result["format"]]
+        for result in results
+        if result["lines"] == timed
+    ]
     verdict = "PASS" if verdicts and all(verdicts) else "FAIL"
     out(
-        f"exports: {verdict} (targets at {largest:,} lines: CSV < 5 s, PDF < 60 s, "
-        f"peak RSS < {TARGET_PEAK_MB:.0f} MB)"
+        f"exports: {verdict} (targets: at {timed:,} lines CSV < 5 s and PDF < 60 s; at every "
+        f"size peak RSS < {TARGET_PEAK_MB:.0f} MB)"
     )
     RESULTS_DIR.mkdir(exist_ok=True)
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")

@@ -311,6 +311,10 @@ QUICKPE_EXPORT_RETENTION_DAYS = env_int("QUICKPE_EXPORT_RETENTION_DAYS", 7, mini
 QUICKPE_EXPORT_STALE_SECONDS = env_int("QUICKPE_EXPORT_STALE_SECONDS", 120, minimum=1)
 # A statement of several years reads its ledger through one server-side cursor, for minutes.
 QUICKPE_EXPORT_STATEMENT_TIMEOUT_MS = env_int("QUICKPE_EXPORT_STATEMENT_TIMEOUT_MS", 600_000)
+# A PDF's memory grows a little with its pages (reportlab's bookkeeping, ~7 MB per 100,000
+# lines): past this many lines a PDF export fails with a message that suggests CSV, which has
+# no limit. 1,000,000 lines is about 14,000 pages and peaks under 200 MB (bench/exports.py).
+QUICKPE_PDF_MAX_LINES = env_int("QUICKPE_PDF_MAX_LINES", 1_000_000, minimum=1)
 
 QUICKPE_IDEMPOTENCY_TTL_HOURS = env_int("QUICKPE_IDEMPOTENCY_TTL_HOURS", 24, minimum=1)
 # How long WebSocket events stay replayable (the contract promises at least 24 hours).

@@ -13,6 +13,8 @@ import pgtrigger
 import pytest
 from django.core.files.storage import storages
 from pypdf import PdfReader
+from reportlab.pdfbase import pdfdoc
+from reportlab.pdfgen import canvas
 
 from analytics import services
 from analytics.models import Export
@@ -22,6 +24,8 @@ from notifications.models import Event, Notification
 from tests.conftest import assert_problem, client_for, fund, make_user, snapshot
 from wallet.models import LedgerEntry
 from wallet.services.money import transfer_create, withdrawal_create
+
+REPORTLAB_COLLECTOR = pdfdoc.PDFFile
 
 pytestmark = pytest.mark.django_db
 IST = ZoneInfo("Asia/Kolkata")
@@ -181,6 +185,33 @@ def test_a_long_statement_pdf_numbers_every_page_of_the_total(alice, bob):
     for number, page in enumerate(reader.pages, start=1):
         assert re.search(rf"Page {number}\s*of\s*{total}\b", page.extract_text())
     assert export.rows == 161
+    # Written object by object, from pages spilled to disk: reportlab's own collector is back
+    # in place afterwards, and the file is one well-formed PDF (one header, one trailer).
+    assert pdfdoc.PDFFile is REPORTLAB_COLLECTOR
+    content = download(alice, export)[0]
+    assert content.startswith(b"%PDF-") and content.count(b"%PDF-") == 1
+    assert content.rstrip().endswith(b"%%EOF") and content.count(b"startxref") == 1
+
+
+def test_a_failed_pdf_save_leaves_reportlab_as_it_was(alice, monkeypatch):
+    def broken(self):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(canvas.Canvas, "save", broken)
+    response = request_export(alice, fmt="pdf")
+    assert export_build(response.json()["id"]) == "failed"
+    assert pdfdoc.PDFFile is REPORTLAB_COLLECTOR
+
+
+def test_a_pdf_longer_than_the_limit_fails_in_words_and_a_csv_does_not(alice, history, settings):
+    settings.QUICKPE_PDF_MAX_LINES = 2
+    response = request_export(alice, fmt="pdf")
+
+    assert export_build(response.json()["id"]) == "failed"
+    export = client_for(alice).get(f"/api/v1/exports/{response.json()['id']}").json()
+    assert export["status"] == "failed" and export["download_url"] is None
+    assert "a PDF holds at most 2" in export["error"] and "CSV" in export["error"]
+    assert build(alice, fmt="csv").rows > 2
 
 
 def test_an_audit_trail_export_holds_only_the_callers_entries(alice, bob, history):
