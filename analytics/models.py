@@ -77,7 +77,24 @@ class Export(models.Model):
 CUSTOMER_KINDS = [Export.Kind.STATEMENT, Export.Kind.AUDIT]
 
 
-class DailyFigure(models.Model):
+class _Figure(models.Model):
+    """Ledger lines summed: their total amount and how many they are. Rows exist only while
+    they hold a line (a figure whose lines all went is deleted, never left at zero)."""
+
+    amount = models.BigIntegerField()
+    lines = models.IntegerField()
+
+    class Meta:
+        abstract = True
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(amount__gt=0, lines__gt=0),
+                name="%(app_label)s_%(class)s_positive",
+            ),
+        ]
+
+
+class DailyFigure(_Figure):
     """One wallet's ledger lines of one business day (Asia/Kolkata) that share kind, direction
     and category, summed: what the analytics read for whole days instead of every line (a
     year of a million-line wallet is a few thousand of these).
@@ -93,19 +110,14 @@ class DailyFigure(models.Model):
     kind = models.CharField(max_length=20, choices=LedgerEntry.Kind.choices)
     direction = models.CharField(max_length=6, choices=LedgerEntry.Direction.choices)
     category = models.CharField(max_length=20, choices=Category.choices)
-    amount = models.BigIntegerField()
-    lines = models.IntegerField()
 
     class Meta:
         constraints = [
+            *_Figure.Meta.constraints,
             # The trigger's ON CONFLICT target, and how the analytics find a wallet's days.
             models.UniqueConstraint(
                 fields=["wallet", "day", "kind", "direction", "category"],
                 name="analytics_dailyfigure_one_per_group",
-            ),
-            models.CheckConstraint(
-                condition=models.Q(amount__gt=0, lines__gt=0),
-                name="analytics_dailyfigure_positive",
             ),
         ]
 
@@ -113,7 +125,7 @@ class DailyFigure(models.Model):
         return f"wallet {self.wallet_id} {self.day} {self.kind}"
 
 
-class CounterpartyFigure(models.Model):
+class CounterpartyFigure(_Figure):
     """Money one wallet moved with one counterparty (transfers sent and received) in one
     business month, summed, for the top counterparties. Monthly rather than daily: a busy
     wallet deals with hundreds of people a day, so a year of daily rows per counterparty would
@@ -125,18 +137,13 @@ class CounterpartyFigure(models.Model):
     counterparty = models.ForeignKey(
         User, on_delete=models.PROTECT, related_name="+", db_index=False
     )
-    amount = models.BigIntegerField()
-    lines = models.IntegerField()
 
     class Meta:
         constraints = [
+            *_Figure.Meta.constraints,
             models.UniqueConstraint(
                 fields=["wallet", "month", "counterparty"],
                 name="analytics_counterpartyfigure_one_per_group",
-            ),
-            models.CheckConstraint(
-                condition=models.Q(amount__gt=0, lines__gt=0),
-                name="analytics_counterpartyfigure_positive",
             ),
         ]
 
