@@ -31,8 +31,12 @@ STEPS = [
     ("perform", "    perform: recipient lookup + transfer_create"),
     ("recipient", "      recipient_resolve (SELECT user)"),
     ("transfer", "      transfer_create"),
-    ("lock", "        wallets_lock (SELECT ... FOR UPDATE)"),
-    ("audit", "        audit_append (head lock, hash, INSERT, UPDATE head)"),
+    ("apply", "        transfer_apply (the money part)"),
+    ("lock", "          wallets_lock (SELECT ... FOR UPDATE)"),
+    ("write", "          _write (UPDATE both wallets, INSERT both lines)"),
+    ("audit", "          audit_append (head lock, hash, INSERT, UPDATE head)"),
+    ("notices", "        notifications_create (both notifications)"),
+    ("events", "        events_emit (seven events, stream heads, doorbell after commit)"),
     ("serialize", "    response serialization (_movement_result)"),
     ("idem_rest", "  idempotency bookkeeping (advisory lock, key SELECT/INSERT, re-render)"),
     ("outside", "Django + DRF around the view (middleware, dispatch, render)"),
@@ -78,7 +82,11 @@ def instrument(clock: Clock) -> None:
     views._movement_result = clock.wrap("serialize", views._movement_result)
     services.recipient_resolve = clock.wrap("recipient", services.recipient_resolve)
     services.transfer_create = clock.wrap("transfer", services.transfer_create)
+    services.transfer_apply = clock.wrap("apply", services.transfer_apply)
     services.wallets_lock = clock.wrap("lock", services.wallets_lock)
+    services._write = clock.wrap("write", services._write)
+    services.notifications_create = clock.wrap("notices", services.notifications_create)
+    services.events_emit = clock.wrap("events", services.events_emit)
     services.audit_append = clock.wrap("audit", services.audit_append)
     idempotent = views.idempotent
 
