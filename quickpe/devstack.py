@@ -27,9 +27,10 @@ def manage(*args: str) -> None:
 
 
 def servers() -> dict[str, list[str]]:
-    # Sync workers, cores + 1: `make bench` measured them fastest on 2 cores; with gthread one
-    # worker took every keep-alive connection while the other idled.
-    workers = os.environ.get("WEB_WORKERS", str((os.cpu_count() or 1) + 1))
+    # Sync workers, two per core: `make bench` measured them fastest on 2 cores (4 beat 3 and 2
+    # at every concurrency, 2026-12-07); with gthread one worker took every keep-alive
+    # connection while the other idled.
+    workers = os.environ.get("WEB_WORKERS", str(2 * (os.cpu_count() or 1)))
     threads = os.environ.get("WEB_THREADS", "1")
     web = "gunicorn -c python:quickpe.gunicorn_conf quickpe.wsgi:application"
     web += f" --bind {HOST}:{PORT} --workers {workers}"
