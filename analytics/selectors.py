@@ -1,13 +1,15 @@
 """Analytics reads: figures computed in the database at request time.
 
 A period is a half-open range of instants ``[start, end)``; calendar buckets are Asia/Kolkata
-days, ISO weeks (starting Monday) and months. The whole business days inside a period are read
-from ``DailyFigure`` (the ledger summed per wallet, day, kind, direction, category and
-counterparty by a trigger in the same transaction as the lines), the cut days at either end
-from the ledger lines themselves, through ``analytics_ledger_wallet_figures`` (migration 0002),
-a covering index on (wallet, created_at). So every figure equals the ledger (and therefore
-``/transactions``) to the paisa, and its cost grows with the days in the period, not the lines:
-a year of a 1,000,000-line wallet reads a few thousand figures (see bench/analytics.py).
+days, ISO weeks (starting Monday) and months. Totals, buckets and categories read the whole
+business days inside a period from ``DailyFigure`` (the ledger summed per wallet, day, kind,
+direction and category by a trigger, in the same transaction as the lines); the top
+counterparties read whole months from ``CounterpartyFigure`` (per wallet, month and
+counterparty). The cut ends of a period come from the ledger lines themselves, through
+``analytics_ledger_wallet_figures`` (migration 0002), a covering index on (wallet, created_at).
+So every figure equals the ledger (and therefore ``/transactions``) to the paisa, and its cost
+grows with the days in the period, not the lines: a year of a 1,000,000-line wallet reads a few
+thousand daily figures (see bench/analytics.py).
 
 Definitions, shared by the API's documentation:
 
