@@ -337,7 +337,7 @@ class _ObjectsToFile(pdfdoc.PDFFile):
     """reportlab's output collector, writing each object to ``target`` as soon as it is
     formatted rather than keeping them all to join at the end."""
 
-    target = None  # the file being written; set by _writing_straight_to
+    target = None  # the file being written; set by _save_straight_to
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)  # adds the header to self.strings

@@ -104,7 +104,7 @@ def _percent(part: int, whole: int) -> int:
     return selectors.divide_half_up(part * 100, whole)
 
 
-def _spending_change(user: User, now: datetime, zone: ZoneInfo) -> Insight | None:
+def _spending_change(wallet: int, now: datetime, zone: ZoneInfo) -> Insight | None:
     today = now.astimezone(zone).date()
     this_month = datetime.combine(today.replace(day=1), time.min, tzinfo=zone)
     previous = (today.replace(day=1) - timedelta(days=1)).replace(day=1)
@@ -112,8 +112,8 @@ def _spending_change(user: User, now: datetime, zone: ZoneInfo) -> Insight | Non
     # The same stretch of last month: as long as this month has run so far, but never past
     # its end (31 March is compared with all of February).
     same_point = min(last_month + (now - this_month), this_month)
-    spent = selectors.money_out_for(user=user, start=this_month, end=now + MOMENT)
-    spent_before = selectors.money_out_for(user=user, start=last_month, end=same_point)
+    spent = selectors.money_out_for(wallet=wallet, start=this_month, end=now + MOMENT)
+    spent_before = selectors.money_out_for(wallet=wallet, start=last_month, end=same_point)
     if spent == 0 and spent_before == 0:
         return None
     month, before = MONTHS[today.month - 1], MONTHS[previous.month - 1]
@@ -257,7 +257,7 @@ def insights_for(*, user: User, now: datetime) -> list[Insight]:
     wallet = selectors.wallet_id_of(user)
     found = [
         _unusual_activity(wallet, now, zone),
-        _spending_change(user, now, zone),
+        _spending_change(wallet, now, zone),
         _top_category(user, start, end),
         _largest_transaction(wallet, start, end, zone),
         _top_counterparty(user, start, end),

@@ -284,7 +284,7 @@ def _month_plan(start: datetime, end: datetime) -> dict:
     return plan
 
 
-def _period(user: User, start: datetime, end: datetime, *, limit: int = TOP_COUNTERPARTIES):
+def _period(wallet: int, start: datetime, end: datetime, *, limit: int = TOP_COUNTERPARTIES):
     """The parameters of _LINES and _PARTY_LINES: the whole business days
     ``[first_day, end_day)`` inside ``[start, end)`` read from the daily figures, the instants
     before and after them line by line; and the counterparties' _month_plan."""
@@ -296,7 +296,7 @@ def _period(user: User, start: datetime, end: datetime, *, limit: int = TOP_COUN
         (_midnight(first_day), _midnight(end_day)) if first_day < end_day else (end, end)
     )
     return {
-        "wallet": wallet_id_of(user),
+        "wallet": wallet,
         "zone": settings.QUICKPE_BUSINESS_TIME_ZONE,
         "limit": limit,
         "start": start,
@@ -320,7 +320,7 @@ def divide_half_up(total: int, parts: int) -> int:
 def summary_for(*, user: User, start: datetime, end: datetime) -> Summary:
     """Totals of the user's ledger lines in ``[start, end)`` and their top counterparties (by
     money sent to and received from them, then by number of transfers)."""
-    totals, *parties = _rows(_SUMMARY, _period(user, start, end))
+    totals, *parties = _rows(_SUMMARY, _period(wallet_id_of(user), start, end))
     _position, sent, sent_count, received, deposited, withdrawn, net, count, *_ = totals
     top = [
         Counterparty(
@@ -349,7 +349,7 @@ def top_counterparties_for(
     *, user: User, start: datetime, end: datetime, limit: int = TOP_COUNTERPARTIES
 ) -> list[Counterparty]:
     """Who the user moved the most money with in ``[start, end)``, ranked as in the summary."""
-    rows = _rows(_TOP_COUNTERPARTIES, _period(user, start, end, limit=limit))
+    rows = _rows(_TOP_COUNTERPARTIES, _period(wallet_id_of(user), start, end, limit=limit))
     return [
         Counterparty(
             quickpe_id=quickpe_id,
@@ -384,7 +384,7 @@ def timeseries_for(*, user: User, start: datetime, end: datetime, interval: str)
     The first and last buckets may be cut by the period: they count only lines inside it."""
     if interval not in INTERVALS:
         raise ValueError(interval)
-    params = {**_period(user, start, end), "unit": interval}
+    params = {**_period(wallet_id_of(user), start, end), "unit": interval}
     return [Bucket(*row) for row in _rows(_TIMESERIES, params)]
 
 
@@ -405,16 +405,17 @@ def shares(amounts: list[int], *, places: int = SHARE_PLACES) -> list[str]:
     return [f"{units // scale}.{units % scale:0{places}d}" for units in floors]
 
 
-def money_out_for(*, user: User, start: datetime, end: datetime) -> int:
-    """Every debit line's amount in ``[start, end)``, summed (spending, as in categories)."""
-    [(total,)] = _rows(_MONEY_OUT, _period(user, start, end))
+def money_out_for(*, wallet: int, start: datetime, end: datetime) -> int:
+    """Every debit line's amount in ``[start, end)``, summed (spending, as in categories), for
+    the wallet ``wallet_id_of`` gave (insights ask for several periods of one wallet)."""
+    [(total,)] = _rows(_MONEY_OUT, _period(wallet, start, end))
     return total
 
 
 def categories_for(*, user: User, start: datetime, end: datetime) -> list[CategoryShare]:
     """Outgoing money (every debit line) in ``[start, end)`` per category, largest first, with
     each category's share of the total; empty when nothing went out."""
-    rows = _rows(_CATEGORIES, _period(user, start, end))
+    rows = _rows(_CATEGORIES, _period(wallet_id_of(user), start, end))
     parts = shares([amount for _category, amount, _count in rows])
     return [
         CategoryShare(category=category, amount=amount, count=count, share=share)

@@ -16,8 +16,8 @@ Runs under ``quickpe.embedded run`` (DATABASE_URL/REDIS_URL set):
    lines are interleaved with others' in the table as in production (about 1.85M rows in all).
    Balances are not consistent (analytics does not read ``balance_after``); amounts are
    positive. Loading disables triggers for the session (FK checks) when the role may, except
-   the daily figures' (enabled ALWAYS for the load). Then ``VACUUM ANALYZE``, as autovacuum
-   would do for an append-only table.
+   the one that keeps the analytics figures (enabled ALWAYS for the load). Then ``VACUUM
+   ANALYZE``, as autovacuum would do for an append-only table.
 3. gunicorn (BENCH_ANALYTICS_WORKERS sync workers) on a free 127.0.0.1 port, then one client
    making BENCH_ANALYTICS_REQUESTS sequential requests per case over real HTTP (after a few
    warm-up ones): every endpoint for the default period (the last 30 days) and for one year,
@@ -35,10 +35,9 @@ months from ``analytics_counterpartyfigure`` (per wallet, month and counterparty
 months from the lines. So a year of the 1M-line wallet reads a few thousand daily figures, one
 figure per counterparty and month, and up to about a month of lines at the ends; the default
 30 days (seldom a whole month) reads its whole days from figures and its counterparties from
-about 82,000 lines. In this table
-the bench wallet holds over half of the rows, so for it PostgreSQL may prefer a (bitmap) scan
-of the table to the covering index: production, where one wallet is a sliver of the ledger,
-looks more like the other two wallets.
+about 82,000 lines. In this table the bench wallet holds over half of the rows, so for it
+PostgreSQL may prefer a (bitmap) scan of the table to the covering index: production, where
+one wallet is a sliver of the ledger, looks more like the other two wallets.
 """
 
 import json
@@ -211,7 +210,7 @@ def load_ledger(bench, users: dict, *, lines: int, parties: int) -> dict:
         with connection.transaction():
             if is_superuser:
                 # Consistent rows by construction: skip the per-row FK triggers while loading,
-                # but not the one that keeps the daily figures (it runs once, for the lot).
+                # but not the one that keeps the analytics figures (it runs once, for the lot).
                 connection.execute("SET LOCAL session_replication_role = replica")
                 connection.execute(_FIGURES_TRIGGER.format(when="ALWAYS"))
             else:
@@ -234,7 +233,8 @@ def load_ledger(bench, users: dict, *, lines: int, parties: int) -> dict:
                 connection.execute(_FIGURES_TRIGGER.format(when=""))
         loaded = time.monotonic() - started
         connection.execute("VACUUM (ANALYZE) wallet_ledgerentry")
-        connection.execute("VACUUM (ANALYZE) analytics_dailyfigure")
+        for table in ("analytics_dailyfigure", "analytics_counterpartyfigure"):
+            connection.execute(f"VACUUM (ANALYZE) {table}")
         total, own = connection.execute(
             "SELECT count(*), count(*) FILTER (WHERE wallet_id = %s) FROM wallet_ledgerentry",
             [users["wallet_id"]],

@@ -36,15 +36,11 @@ def valid_request_id(value: str | None) -> str:
     return uuid.uuid4().hex
 
 
-def _unquote_at(email: str) -> str:
-    return re.sub("%40", "@", email, flags=re.IGNORECASE)
-
-
 def _clean(value):
     if isinstance(value, str):
         value = _JWT.sub("[token]", value)
         value = _QUERY_TOKEN.sub(lambda match: f"{match.group(1)}=[token]", value)
-        return _EMAIL.sub(lambda match: mask_email(_unquote_at(match.group(0))), value)
+        return _EMAIL.sub(lambda match: mask_email(match.group(0).replace("%40", "@")), value)
     if isinstance(value, dict):
         return {key: _scrub_pair(key, item) for key, item in value.items()}
     if isinstance(value, list | tuple):

@@ -67,7 +67,7 @@ def assert_money_invariants() -> None:
         outgoing = sum(e.amount for e in todays if e.kind in ("withdrawal", "transfer_out"))
         assert (wallet.deposited_on_day, wallet.outgoing_on_day) == (deposited, outgoing)
 
-    assert_daily_figures_match_the_ledger()
+    assert_figures_match_the_ledger()
     result = audit_verify()
     assert result.valid, result.reason
 
@@ -93,7 +93,7 @@ _FIGURES = [
 ]
 
 
-def assert_daily_figures_match_the_ledger() -> None:
+def assert_figures_match_the_ledger() -> None:
     """The trigger-kept figures are exactly the ledger summed per wallet and business day (in
     the setting's zone), kind, direction and category; and per wallet, business month and
     counterparty for transfers."""

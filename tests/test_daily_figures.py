@@ -12,7 +12,7 @@ import pytest
 from analytics import selectors
 from analytics.models import CounterpartyFigure, DailyFigure
 from tests.conftest import client_for, fund, make_user
-from tests.invariants import assert_daily_figures_match_the_ledger
+from tests.invariants import assert_figures_match_the_ledger
 from tests.test_analytics import (
     CATEGORIES,
     SUMMARY,
@@ -39,7 +39,7 @@ def test_figures_follow_inserts_updates_and_deletes_of_ledger_lines(people):  # 
     alice, bob, _carol = people
     out, incoming = send(alice, bob, 120_00, ist(2026, 3, 4, 23, 59), "food")
     send(alice, bob, 30_00, ist(2026, 3, 4, 9, 0), "food")
-    assert_daily_figures_match_the_ledger()
+    assert_figures_match_the_ledger()
     food = DailyFigure.objects.get(
         wallet=alice.wallet, day="2026-03-04", kind="transfer_out", category="food"
     )
@@ -53,12 +53,12 @@ def test_figures_follow_inserts_updates_and_deletes_of_ledger_lines(people):  # 
 
     # Moved past the Kolkata midnight: one line leaves the 4 March figure for 5 March's.
     move([out, incoming], ist(2026, 3, 5, 0, 1))
-    assert_daily_figures_match_the_ledger()
+    assert_figures_match_the_ledger()
     food.refresh_from_db()
     assert (food.amount, food.lines) == (30_00, 1)
     # And into April: the March figure with Bob shrinks, an April one appears.
     move([out, incoming], ist(2026, 4, 1, 0, 0))
-    assert_daily_figures_match_the_ledger()
+    assert_figures_match_the_ledger()
     assert sorted(
         CounterpartyFigure.objects.filter(wallet=alice.wallet).values_list("month", "amount")
     ) == [(date(2026, 3, 1), 30_00), (date(2026, 4, 1), 120_00)]
@@ -70,7 +70,7 @@ def test_figures_follow_inserts_updates_and_deletes_of_ledger_lines(people):  # 
     with pgtrigger.ignore("wallet.LedgerEntry:wallet_ledgerentry_append_only"):
         LedgerEntry.objects.filter(pk=correction.pk).delete()
     assert not DailyFigure.objects.filter(wallet=alice.wallet, day="2026-03-06").exists()
-    assert_daily_figures_match_the_ledger()
+    assert_figures_match_the_ledger()
 
 
 def test_a_period_cut_mid_day_at_both_ends_counts_every_line_once(people):  # noqa: F811
@@ -120,7 +120,10 @@ def test_a_period_cut_mid_day_at_both_ends_counts_every_line_once(people):  # no
         ("bills", "8.00", 1),
     ]
     # The two whole days in the middle came from figures: the same answer as from lines alone.
-    assert selectors.money_out_for(user=alice, start=start, end=end) == 2_00 + 8_00 + 32_00 + 128_00
+    assert (
+        selectors.money_out_for(wallet=alice.wallet.pk, start=start, end=end)
+        == 2_00 + 8_00 + 32_00 + 128_00
+    )
 
 
 def test_top_counterparties_over_cut_and_whole_months(people):  # noqa: F811
