@@ -26,7 +26,7 @@ STEPS = [
     ("request", "whole request (Django test client, no HTTP server)"),
     ("auth", "JWT authentication (decode token + SELECT user)"),
     ("idempotent", "idempotency wrapper, total"),
-    ("handler", "  transfer handler (inside the savepoint)"),
+    ("handler", "  transfer handler (in the key's transaction)"),
     ("validate", "    request validation (TransferRequestSerializer)"),
     ("perform", "    perform: recipient lookup + transfer_create"),
     ("recipient", "      recipient_resolve (SELECT user)"),

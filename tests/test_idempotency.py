@@ -7,10 +7,13 @@ from datetime import timedelta
 import pytest
 from django.db import connection
 
+from quickpe.errors import InsufficientFunds
 from tests.conftest import client_for, fund, idempotency_keys, make_user, snapshot
 from tests.invariants import assert_money_invariants
 from tests.test_concurrency import run_threads
+from wallet.idempotency import Outcome, run_once
 from wallet.models import IdempotencyKey, LedgerEntry, Transfer
+from wallet.services.money import deposit_create
 from wallet.services.users import tokens_issue
 
 
@@ -187,3 +190,31 @@ def test_the_same_json_with_other_spacing_and_key_order_is_a_replay(alice, bob):
     assert first.status_code == again.status_code == 201
     assert again.headers["Idempotent-Replayed"] == "true"
     assert Transfer.objects.count() == 1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_refusal_after_writes_keeps_none_of_them_and_remembers_the_refusal():
+    """A rule can refuse after the handler has written (a deposit here); the attempt has no
+    savepoint, so the whole transaction must roll back before the refusal is stored."""
+    alice = make_user("Alice")
+    fund(alice, 10_00)
+    before, keys = snapshot(), idempotency_keys()
+
+    def handler() -> Outcome:
+        deposit_create(user=alice, amount=5_00)
+        raise InsufficientFunds()
+
+    def refusal(error: Exception) -> Outcome:
+        return Outcome(409, {"code": error.code})
+
+    outcome = run_once(user=alice, key="late", fingerprint="f", handler=handler, refusal=refusal)
+    assert (outcome.status, outcome.body, outcome.is_replay) == (
+        409,
+        {"code": "insufficient_funds"},
+        False,
+    )
+    assert snapshot() == before
+    assert idempotency_keys() == keys + 1
+    again = run_once(user=alice, key="late", fingerprint="f", handler=handler, refusal=refusal)
+    assert (again.status, again.is_replay) == (409, True)
+    assert_money_invariants()

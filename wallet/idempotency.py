@@ -5,7 +5,8 @@ leave one without the other. A transaction-scoped advisory lock on (user, key) t
 concurrent duplicate apart from a finished one without waiting: if another transaction holds
 it, the first request is still in flight (409); once that commits, the key row is visible and
 the response is replayed. Refusals (validation, insufficient funds, limits) are remembered too:
-the attempted movement is rolled back to a savepoint and the refusal is stored under the key.
+the attempt's transaction is rolled back whole and a second one stores the refusal under the
+key (refusals are the rare path, so the common one pays for no savepoint).
 """
 
 import hashlib
@@ -104,11 +105,12 @@ def run_once(
 ) -> Outcome:
     """Run ``handler`` at most once per (user, key) within the retention window, in one
     transaction with the key row; the API and the dashboard's money forms both come here.
-    A refusal (``_REMEMBERED``) is rolled back to a savepoint and its ``refusal`` outcome kept
-    under the key too. Locks: a transaction-scoped advisory lock on (user, key), then whatever
-    the handler locks."""
+    A refusal (``_REMEMBERED``) rolls that transaction back whole, and its ``refusal`` outcome
+    is kept under the key by a second one, which first looks for the key again: a duplicate
+    that ran in between has answered, and its answer is the one to give. Locks: a
+    transaction-scoped advisory lock on (user, key), then whatever the handler locks."""
 
-    def attempt() -> Outcome:
+    def attempt(refused: Outcome | None = None) -> Outcome:
         with transaction.atomic():
             with connection.cursor() as cursor:
                 cursor.execute(
@@ -127,15 +129,9 @@ def run_once(
                     raise IdempotencyKeyReused()
                 transaction.on_commit(metrics.REPLAYS.inc)
                 return Outcome(record.response_status, record.response_body, is_replay=True)
-            try:
-                with transaction.atomic():  # savepoint: a refusal undoes only the attempt
-                    outcome = handler()
-            except _REMEMBERED as error:
-                outcome = refusal(error)
-                code = getattr(error, "code", None) or "validation_error"
-                transaction.on_commit(
-                    partial(metrics.refused, kind=kind, code=str(code), user=user.pk)
-                )
+            # No savepoint around the handler: a refusal leaves this block, and the whole
+            # transaction (the advisory lock included) rolls back.
+            outcome = handler() if refused is None else refused
             insert_models(
                 [
                     IdempotencyKey(
@@ -149,7 +145,15 @@ def run_once(
             )
             return outcome
 
-    return run_with_retries(attempt)
+    try:
+        return run_with_retries(attempt)
+    except _REMEMBERED as error:
+        refused = refusal(error)
+        code = str(getattr(error, "code", None) or "validation_error")
+    outcome = run_with_retries(partial(attempt, refused))
+    if not outcome.is_replay:
+        transaction.on_commit(partial(metrics.refused, kind=kind, code=code, user=user.pk))
+    return outcome
 
 
 def idempotent(request, view, handler: Callable[[], Response]) -> Response:

@@ -6,8 +6,9 @@ line per wallet touched and one audit entry, all inside the caller's transaction
 the outermost transaction (``wallet.idempotency`` wraps it with the idempotency key and the
 retry on deadlock/serialization failure), which is why these use ``atomic()`` and not
 ``atomic(durable=True)``: the key must commit in the same transaction as the movement.
-They also pass ``savepoint=False``: the caller already holds a savepoint around the attempt,
-so a refusal here rolls back to it, and a second savepoint would only cost two round trips.
+They also pass ``savepoint=False``: a refusal here rolls back the caller's whole transaction
+(``wallet.idempotency`` then stores the refusal in a new one), and a savepoint would only cost
+two round trips on every movement.
 """
 
 from collections.abc import Callable
