@@ -5,6 +5,7 @@ streams. So a service calls ``audit_append`` before ``events_emit``, and emits t
 all its users in one call (streams are locked in user-id order, in one statement).
 """
 
+import json
 from collections.abc import Iterable
 from functools import partial
 
@@ -13,20 +14,44 @@ from django.utils import timezone
 
 from audit.services import entry_data
 from notifications.models import Event, Notification
-from quickpe.db import insert_models
+from quickpe.db import insert_statement, keys_assign
 from quickpe.formats import timestamp
 from quickpe.logs import get_logger
 from quickpe.realtime import ring_after_commit
 
 _log = get_logger("quickpe.events")
 
-# One statement takes every stream's lock (in user-id order) and reserves its seq numbers.
-_RESERVE = """
-    INSERT INTO notifications_eventstream (user_id, last_seq)
-    SELECT * FROM unnest(%s::bigint[], %s::bigint[]) ORDER BY 1
-    ON CONFLICT (user_id)
-    DO UPDATE SET last_seq = notifications_eventstream.last_seq + EXCLUDED.last_seq
-    RETURNING user_id, last_seq
+# One statement for a whole emit: it takes every stream's lock (in user-id order, by the
+# ORDER BY of the upsert), reserves each stream's seq numbers and inserts the events, numbered
+# back from the stream's new last seq. Arrays carry the events: user, place before that user's
+# last event, type, data.
+_EMIT = """
+    WITH stream AS (
+        INSERT INTO notifications_eventstream (user_id, last_seq)
+        SELECT * FROM unnest(%s::bigint[], %s::bigint[]) ORDER BY 1
+        ON CONFLICT (user_id)
+        DO UPDATE SET last_seq = notifications_eventstream.last_seq + EXCLUDED.last_seq
+        RETURNING user_id, last_seq
+    ), added AS (
+        INSERT INTO notifications_event (user_id, seq, type, data, created_at)
+        SELECT event.user_id, stream.last_seq - event.before_last, event.type, event.data, %s
+        FROM unnest(%s::bigint[], %s::bigint[], %s::text[], %s::jsonb[])
+             AS event(user_id, before_last, type, data)
+        JOIN stream USING (user_id)
+    )
+    SELECT user_id, last_seq FROM stream
+"""
+# Notifications and each one's unread count after it, in one statement. The new rows are not
+# visible to the count (one snapshot per statement), so the count is the unread rows before
+# plus the user's new unread ones.
+_NOTIFY = """
+    WITH added AS ({insert} RETURNING id, user_id, read_at)
+    SELECT added.id,
+           (SELECT count(*) FROM notifications_notification AS earlier
+            WHERE earlier.user_id = added.user_id AND earlier.read_at IS NULL)
+           + (SELECT count(*) FROM added AS mine
+              WHERE mine.user_id = added.user_id AND mine.read_at IS NULL)
+    FROM added
 """
 
 
@@ -50,18 +75,26 @@ def events_emit(
     user_ids = sorted(user_id for user_id, items in events.items() if items)
     if not user_ids:
         return {}
+    rows = [
+        (user_id, len(events[user_id]) - 1 - offset, kind, json.dumps(data))
+        for user_id in user_ids
+        for offset, (kind, data) in enumerate(events[user_id])
+    ]
+    users, before_last, kinds, data = map(list, zip(*rows, strict=True))
     with connection.cursor() as cursor:
-        cursor.execute(_RESERVE, [user_ids, [len(events[user_id]) for user_id in user_ids]])
+        cursor.execute(
+            _EMIT,
+            [
+                user_ids,
+                [len(events[user_id]) for user_id in user_ids],
+                timezone.now(),
+                users,
+                before_last,
+                kinds,
+                data,
+            ],
+        )
         last = dict(cursor.fetchall())
-    now = timezone.now()
-    rows = []
-    for user_id in user_ids:
-        first = last[user_id] - len(events[user_id]) + 1
-        rows += [
-            Event(user_id=user_id, seq=first + offset, type=kind, data=data, created_at=now)
-            for offset, (kind, data) in enumerate(events[user_id])
-        ]
-    insert_models(rows)
     ring_after_commit(last)
     # The request id (or task id) of whatever made these events joins them to it in the logs.
     transaction.on_commit(
@@ -113,20 +146,20 @@ def unread_counts(user_ids: Iterable[int]) -> dict[int, int]:
 def notifications_create(notifications: list[Notification]) -> list[tuple[int, tuple[str, dict]]]:
     """Insert notifications (caller's transaction); return the ``notification:new`` event of
     each, keyed by user, for the caller to pass to ``events_emit`` with its other events."""
-    insert_models(notifications)
-    counts = unread_counts({notification.user_id for notification in notifications})
+    insert, params = insert_statement(notifications)
+    with connection.cursor() as cursor:
+        cursor.execute(_NOTIFY.format(insert=insert), params)
+        rows = cursor.fetchall()
+    keys_assign(notifications, [key for key, _ in rows])
     return [
         (
             notification.user_id,
             (
                 "notification:new",
-                {
-                    "notification": notification_data(notification),
-                    "unread_count": counts[notification.user_id],
-                },
+                {"notification": notification_data(notification), "unread_count": unread},
             ),
         )
-        for notification in notifications
+        for notification, (_, unread) in zip(notifications, rows, strict=True)
     ]
 
 

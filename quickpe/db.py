@@ -91,31 +91,43 @@ def fetch_models(model: type[M], sql: str, params: list) -> list[M]:
     ]
 
 
-def insert_models(objects: list[M]) -> list[M]:
-    """INSERT unsaved instances of one model in one statement and set their primary keys.
+def insert_statement(objects: list) -> tuple[str, list]:
+    """``INSERT INTO <table> (<columns>) VALUES (...), ...`` for unsaved instances of one model,
+    and its parameters: what ``insert_models`` runs, for callers that embed the INSERT in a
+    larger statement (a CTE) to save a round trip.
 
     What ``bulk_create`` does for us, without the query compiler (see ``fetch_models``): each
     field's ``pre_save`` and ``get_db_prep_save`` run as in Django, so defaults, ``auto_now``
     and JSON adaptation behave the same; no signals are sent (we use none).
     """
-    model = type(objects[0])
-    meta = model._meta
+    meta = type(objects[0])._meta
     fields = [field for field in meta.concrete_fields if not field.primary_key]
     row = "(" + ", ".join(["%s"] * len(fields)) + ")"
     statement = (
         f"INSERT INTO {meta.db_table} ({', '.join(field.column for field in fields)})"  # noqa: S608 - names come from the model
-        f" VALUES {', '.join([row] * len(objects))} RETURNING {meta.pk.column}"
+        f" VALUES {', '.join([row] * len(objects))}"
     )
     params = [
         field.get_db_prep_save(field.pre_save(instance, add=True), connection)
         for instance in objects
         for field in fields
     ]
-    with connection.cursor() as cursor:
-        cursor.execute(statement, params)
-        keys = cursor.fetchall()
-    for instance, (key,) in zip(objects, keys, strict=True):
+    return statement, params
+
+
+def keys_assign(objects: list, keys: list) -> list:
+    """Mark inserted instances saved, with the primary keys RETURNING gave (in VALUES order)."""
+    for instance, key in zip(objects, keys, strict=True):
         instance.pk = key
         instance._state.adding = False
         instance._state.db = connection.alias
     return objects
+
+
+def insert_models(objects: list[M]) -> list[M]:
+    """INSERT unsaved instances of one model in one statement and set their primary keys."""
+    statement, params = insert_statement(objects)
+    with connection.cursor() as cursor:
+        cursor.execute(f"{statement} RETURNING {type(objects[0])._meta.pk.column}", params)
+        keys = [key for (key,) in cursor.fetchall()]
+    return keys_assign(objects, keys)
