@@ -91,18 +91,23 @@ def fetch_models(model: type[M], sql: str, params: list) -> list[M]:
     ]
 
 
-def insert_statement(objects: list) -> tuple[str, list]:
+def insert_statement(
+    objects: list, *, expressions: dict[str, str] | None = None
+) -> tuple[str, list]:
     """``INSERT INTO <table> (<columns>) VALUES (...), ...`` for unsaved instances of one model,
     and its parameters: what ``insert_models`` runs, for callers that embed the INSERT in a
-    larger statement (a CTE) to save a round trip.
+    larger statement (a CTE) to save a round trip. ``expressions`` gives some columns an SQL
+    expression instead of the instances' values (a key a sibling CTE returns).
 
     What ``bulk_create`` does for us, without the query compiler (see ``fetch_models``): each
     field's ``pre_save`` and ``get_db_prep_save`` run as in Django, so defaults, ``auto_now``
     and JSON adaptation behave the same; no signals are sent (we use none).
     """
+    expressions = expressions or {}
     meta = type(objects[0])._meta
     fields = [field for field in meta.concrete_fields if not field.primary_key]
-    row = "(" + ", ".join(["%s"] * len(fields)) + ")"
+    valued = [field for field in fields if field.column not in expressions]
+    row = "(" + ", ".join(expressions.get(field.column, "%s") for field in fields) + ")"
     statement = (
         f"INSERT INTO {meta.db_table} ({', '.join(field.column for field in fields)})"  # noqa: S608 - names come from the model
         f" VALUES {', '.join([row] * len(objects))}"
@@ -110,7 +115,7 @@ def insert_statement(objects: list) -> tuple[str, list]:
     params = [
         field.get_db_prep_save(field.pre_save(instance, add=True), connection)
         for instance in objects
-        for field in fields
+        for field in valued
     ]
     return statement, params
 

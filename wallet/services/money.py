@@ -24,7 +24,7 @@ from audit.models import AuditEntry
 from audit.services import audit_append
 from notifications.models import Notification
 from notifications.services import events_emit, notifications_create
-from quickpe.db import fetch_models, insert_models
+from quickpe.db import fetch_models, insert_statement, keys_assign
 from quickpe.errors import InsufficientFunds, RecipientNotFound, SelfTransfer, WalletFrozen
 from quickpe.metrics import movement_committed
 from quickpe.money import format_inr, format_paise
@@ -86,16 +86,33 @@ def _line(
 
 
 def _write(
-    wallets: list[Wallet], lines: list[LedgerEntry], *, kind: str | None = None
+    wallets: list[Wallet],
+    lines: list[LedgerEntry],
+    *,
+    kind: str | None = None,
+    transfer: Transfer | None = None,
 ) -> list[LedgerEntry]:
-    """Save the locked wallets (one UPDATE) and their ledger lines (one INSERT). Once the
-    transaction commits, the movement is logged and counted as ``kind`` (by default the kind
-    of its first line: deposit, withdrawal, reversal)."""
+    """Save the locked wallets, their ledger lines and the (unsaved) ``transfer`` they belong
+    to, if any, in one statement. Once the transaction commits, the movement is logged and
+    counted as ``kind`` (by default the kind of its first line: deposit, withdrawal, reversal)."""
     rows = ", ".join(
         ["(%s::bigint, %s::bigint, %s::timestamptz, %s::date, %s::bigint, %s::bigint)"]
         * len(wallets)
     )
-    params = [
+    # Django's bulk_update builds a CASE per field and row, which costs more CPU than the round
+    # trip it saves; and the UPDATE, the transfer and the lines share one round trip as CTEs
+    # (each runs once, referenced or not). Only placeholders are interpolated.
+    update = (
+        "UPDATE wallet_wallet AS w SET balance = v.balance, updated_at = v.updated_at,"  # noqa: S608
+        " limits_day = v.limits_day, deposited_on_day = v.deposited, outgoing_on_day = v.outgoing"
+        f" FROM (VALUES {rows}) AS v(id, balance, updated_at, limits_day, deposited, outgoing)"
+        " WHERE w.id = v.id"
+    )
+    ctes, params = [f"moved AS ({update})"], []
+    if transfer is not None:
+        insert, params = insert_statement([transfer])
+        ctes.insert(0, f"transfer AS ({insert} RETURNING id)")
+    params += [
         value
         for wallet in wallets
         for value in (
@@ -107,18 +124,19 @@ def _write(
             wallet.outgoing_on_day,
         )
     ]
-    # One statement for every wallet the movement touched (Django's bulk_update builds a CASE
-    # per field and row, which costs more CPU than the round trip it saves). Only placeholders
-    # are interpolated; the values travel as parameters.
-    statement = (
-        "UPDATE wallet_wallet AS w SET balance = v.balance, updated_at = v.updated_at,"  # noqa: S608
-        " limits_day = v.limits_day, deposited_on_day = v.deposited, outgoing_on_day = v.outgoing"
-        f" FROM (VALUES {rows}) AS v(id, balance, updated_at, limits_day, deposited, outgoing)"
-        " WHERE w.id = v.id"
+    insert, line_params = insert_statement(
+        lines, expressions={"transfer_id": "(SELECT id FROM transfer)"} if transfer else None
     )
     with connection.cursor() as cursor:
-        cursor.execute(statement, params)
-    saved = insert_models(lines)
+        cursor.execute(
+            f"WITH {', '.join(ctes)} {insert} RETURNING id, transfer_id", params + line_params
+        )
+        keys = cursor.fetchall()
+    saved = keys_assign(lines, [key for key, _ in keys])
+    if transfer is not None:
+        keys_assign([transfer], [keys[0][1]])
+        for line in saved:
+            line.transfer = transfer  # the id the database gave it, and the instance
     first = saved[0]
     transaction.on_commit(
         partial(
@@ -350,18 +368,14 @@ def transfer_apply(
     if source.balance < amount:
         raise InsufficientFunds()
     limits.check_balance_cap(target, amount, is_own_wallet=False)
-    [transfer] = insert_models(
-        [
-            Transfer(
-                reference=new_reference("TRF"),
-                sender=sender,
-                recipient=recipient,
-                amount=amount,
-                note=note,
-                category=category,
-                created_at=now,
-            )
-        ]
+    transfer = Transfer(
+        reference=new_reference("TRF"),
+        sender=sender,
+        recipient=recipient,
+        amount=amount,
+        note=note,
+        category=category,
+        created_at=now,
     )
     limits.record(source, today, outgoing=amount)
     debit, credit = _write(
@@ -389,6 +403,7 @@ def transfer_apply(
             ),
         ],
         kind=movement_kind,
+        transfer=transfer,
     )
     audit_entry = audit_append(
         actor=sender,
