@@ -17,10 +17,12 @@ GENESIS_HASH = "0" * 64
 MAX_CHAINS = 1024
 
 
-def entry_hash(
+def _dumps(value) -> str:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def canonical_around_seq(
     *,
-    prev_hash: str,
-    seq: int,
     chain: int,
     actor_id: int | None,
     action: str,
@@ -30,25 +32,30 @@ def entry_hash(
     ip: str,
     user_agent: str,
     created_at: datetime,
-) -> str:
-    canonical = json.dumps(
+) -> tuple[str, str]:
+    """The entry's canonical JSON cut where its ``seq`` goes: ``before + str(seq) + after``.
+
+    ``audit_append`` lets PostgreSQL put the seq in and hash, in the statement that locks the
+    chain head and hands the seq out. The keys sort as action, actor, chain, created_at, data,
+    entity_id, entity_type, ip, then seq, then user_agent."""
+    before = _dumps(
         {
-            "seq": seq,
-            "chain": chain,
-            "actor": actor_id,
             "action": action,
-            "entity_type": entity_type,
-            "entity_id": entity_id,
-            "data": data,
-            "ip": ip,
-            "user_agent": user_agent,
+            "actor": actor_id,
+            "chain": chain,
             "created_at": created_at.isoformat(),
-        },
-        sort_keys=True,
-        separators=(",", ":"),
-        ensure_ascii=False,
+            "data": data,
+            "entity_id": entity_id,
+            "entity_type": entity_type,
+            "ip": ip,
+        }
     )
-    return hashlib.sha256(prev_hash.encode() + canonical.encode()).hexdigest()
+    return before[:-1] + ',"seq":', ',"user_agent":' + _dumps(user_agent) + "}"
+
+
+def entry_hash(*, prev_hash: str, seq: int, **fields) -> str:
+    before, after = canonical_around_seq(**fields)
+    return hashlib.sha256(f"{prev_hash}{before}{seq}{after}".encode()).hexdigest()
 
 
 # The columns verification reads, in order; also the keyword names of entry_hash().

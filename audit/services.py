@@ -7,25 +7,37 @@ from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
 
-from audit.chain import MAX_CHAINS, VERIFY_COLUMNS, VerifyResult, entry_hash, verify_entries
+from audit.chain import (
+    MAX_CHAINS,
+    VERIFY_COLUMNS,
+    VerifyResult,
+    canonical_around_seq,
+    verify_entries,
+)
 from audit.masking import mask_data
 from audit.models import AuditChainHead, AuditEntry
 from quickpe.formats import timestamp
 from quickpe.request_meta import client_ip, user_agent
 
+# One round trip per entry: lock the chain head and take the next seq, insert the entry whose
+# hash PostgreSQL computes from the head's hash and the canonical JSON around the seq (both
+# halves made by audit.chain, the one definition of the format), and move the head.
 _APPEND = """
-    WITH entry AS (
+    WITH head AS (
+        SELECT chain, last_hash,
+               nextval(pg_get_serial_sequence('audit_auditentry', 'seq')) AS seq
+        FROM audit_auditchainhead WHERE chain = %s FOR UPDATE
+    ), entry AS (
         INSERT INTO audit_auditentry (seq, chain, actor_id, action, entity_type, entity_id, data,
                                       ip, user_agent, created_at, prev_hash, hash)
-        VALUES (%s, %s, %s, %s, %s, %s, %s::jsonb, %s, %s, %s, %s, %s)
-        RETURNING seq, chain, hash
+        SELECT head.seq, head.chain, %s, %s, %s, %s, %s::jsonb, %s, %s, %s, head.last_hash,
+               encode(sha256(convert_to(head.last_hash || %s || head.seq || %s, 'UTF8')), 'hex')
+        FROM head
+        RETURNING seq, chain, prev_hash, hash
     )
     UPDATE audit_auditchainhead AS head SET last_seq = entry.seq, last_hash = entry.hash
     FROM entry WHERE head.chain = entry.chain
-"""
-_LOCK_HEAD = """
-    SELECT last_hash, nextval(pg_get_serial_sequence('audit_auditentry', 'seq'))
-    FROM audit_auditchainhead WHERE chain = %s FOR UPDATE
+    RETURNING entry.seq, entry.prev_hash, entry.hash
 """
 
 
@@ -52,14 +64,7 @@ def audit_append(
     assert connection.in_atomic_block, "audit_append must run inside the change's transaction"
     actor_id = actor.pk if actor is not None else None
     chain = chain_for(actor_id)
-    with connection.cursor() as cursor:
-        cursor.execute(_LOCK_HEAD, [chain])
-        row = cursor.fetchone()
-    if row is None:
-        raise RuntimeError(f"audit chain head {chain} is missing; run migrations")
-    prev_hash, seq = row
     fields = {
-        "seq": seq,
         "chain": chain,
         "actor_id": actor_id,
         "action": action,
@@ -70,15 +75,12 @@ def audit_append(
         "user_agent": user_agent(request) if request is not None else "",
         # Truncated to what PostgreSQL stores, so the hash recomputes from the stored row.
         "created_at": timezone.now(),
-        "prev_hash": prev_hash,
     }
-    digest = entry_hash(**fields)
+    before, after = canonical_around_seq(**fields)
     with connection.cursor() as cursor:
-        # One round trip for both writes: this runs inside every money transaction.
         cursor.execute(
             _APPEND,
             [
-                seq,
                 chain,
                 actor_id,
                 action,
@@ -88,11 +90,15 @@ def audit_append(
                 fields["ip"],
                 fields["user_agent"],
                 fields["created_at"],
-                prev_hash,
-                digest,
+                before,
+                after,
             ],
         )
-    entry = AuditEntry(**fields, hash=digest)
+        row = cursor.fetchone()
+    if row is None:
+        raise RuntimeError(f"audit chain head {chain} is missing; run migrations")
+    seq, prev_hash, digest = row
+    entry = AuditEntry(**fields, seq=seq, prev_hash=prev_hash, hash=digest)
     entry._state.adding = False
     return entry
 

@@ -1,13 +1,16 @@
 """The audit log is append-only in the database, and verification catches any tampering done
 with the triggers disabled: an edit, a deletion (middle or tail), an insertion, a reorder."""
 
+import hashlib
 import io
+import json
+from datetime import UTC, datetime
 
 import pytest
 from django.core.management import call_command
 from django.db import DatabaseError, connection, transaction
 
-from audit.chain import entry_hash
+from audit.chain import VERIFY_COLUMNS, canonical_around_seq, entry_hash
 from audit.models import AuditChainHead, AuditEntry
 from audit.services import audit_verify, chain_for
 from tests.conftest import client_for, fund, make_user
@@ -238,3 +241,47 @@ def test_a_whole_chain_removed_with_its_head_is_caught(history):
     code, message = run_verify()
     assert code == 1
     assert "missing" in message
+
+
+@pytest.mark.parametrize(
+    "data, user_agent",
+    [
+        ({"amount": "1.00", "note": "chai ☕ for Priyā", "nested": {"seq": 7, "z": [1, None]}}, ""),
+        ({}, 'Mozilla/5.0 "quoted" \\ back\tslash \u2028 line'),
+        ({"seq": "x", "user_agent": "inside data"}, "𝔘𝔫𝔦𝔠𝔬𝔡𝔢"),
+    ],
+)
+def test_the_hash_format_is_the_canonical_json_of_the_whole_entry(data, user_agent):
+    """Entries already stored were hashed over ``json.dumps(entry, sort_keys=True, ...)``; the
+    two halves PostgreSQL joins around the seq must give exactly that text, or every existing
+    chain would stop verifying."""
+    fields = {
+        "chain": 3,
+        "actor_id": 42,
+        "action": "transfer.create",
+        "entity_type": "transfer",
+        "entity_id": "17",
+        "data": data,
+        "ip": "2001:db8::1",
+        "user_agent": user_agent,
+        "created_at": datetime(2026, 12, 7, 10, 30, 1, 123456, tzinfo=UTC),
+    }
+    whole = {**fields, "seq": 12345, "actor": fields["actor_id"]}
+    del whole["actor_id"]
+    whole["created_at"] = fields["created_at"].isoformat()
+    canonical = json.dumps(whole, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    before, after = canonical_around_seq(**fields)
+    assert before + "12345" + after == canonical
+    prev = "ab" * 32
+    assert (
+        entry_hash(prev_hash=prev, seq=12345, **fields)
+        == hashlib.sha256((prev + canonical).encode()).hexdigest()
+    )
+
+
+def test_postgresql_hashes_an_appended_entry_as_python_does(alice):
+    """audit_append lets the database hash; the verifier recomputes in Python."""
+    fund(alice, 1_00)
+    entry = AuditEntry.objects.filter(actor_id=alice.pk).latest("seq")
+    fields = {column: getattr(entry, column) for column in VERIFY_COLUMNS if column != "hash"}
+    assert entry.hash == entry_hash(**fields)
