@@ -1,5 +1,6 @@
 -- The database work of one POST /api/v1/transfers, without HTTP or Python (pgbench, -M simple).
--- Same tables, same rows locked, in the same order, as wallet.idempotency.idempotent() around
+-- Same tables, same rows locked, in the same order, and the same statements (CTEs merged as
+-- the API merges them) as wallet.idempotency.idempotent() around
 -- wallet.services.money.transfer_create(): wallets, transfer, ledger lines, the audit entry,
 -- the two notifications and the seven events of the outbox, and the idempotency key.
 -- The analytics figures' trigger on wallet_ledgerentry runs here as it does for the API.
@@ -48,91 +49,109 @@ SELECT max(id) FILTER (WHERE user_id = :sid) AS swid,
 FROM locked, today
 \gset
 
-INSERT INTO wallet_transfer
-    (reference, sender_id, recipient_id, amount, note, category, status, created_at)
-VALUES ('TRF' || upper(substr(md5(random()::text), 1, 12)), :sid, :rid, :amount, '',
-        'transfer', 'completed', now())
-RETURNING id AS tid, reference AS tref
+-- money._write: the transfer, both wallets (one UPDATE of absolute values computed by the
+-- caller) and both ledger lines in one statement; the lines take the transfer's id from its CTE.
+WITH transfer AS (
+    INSERT INTO wallet_transfer
+        (reference, sender_id, recipient_id, amount, note, category, status, created_at)
+    VALUES ('TRF' || upper(substr(md5(random()::text), 1, 12)), :sid, :rid, :amount, '',
+            'transfer', 'completed', now())
+    RETURNING id, reference
+), moved AS (
+    UPDATE wallet_wallet AS w
+    SET balance = v.balance, updated_at = v.updated_at,
+        limits_day = COALESCE(v.limits_day, w.limits_day),
+        deposited_on_day = COALESCE(v.deposited, w.deposited_on_day),
+        outgoing_on_day = COALESCE(v.outgoing, w.outgoing_on_day)
+    FROM (VALUES
+        (:swid::bigint, (:sbal - :amount)::bigint, now(),
+         (now() AT TIME ZONE 'Asia/Kolkata')::date, :sdep::bigint, (:sout + :amount)::bigint),
+        -- The recipient's daily counters go back unchanged (the API writes the values it read).
+        (:rwid::bigint, (:rbal + :amount)::bigint, now(), NULL::date, NULL::bigint, NULL::bigint)
+    ) AS v(id, balance, updated_at, limits_day, deposited, outgoing)
+    WHERE w.id = v.id
+), lines AS (
+    INSERT INTO wallet_ledgerentry
+        (wallet_id, kind, direction, amount, balance_after, category, description,
+         counterparty_id, transfer_id, reference, created_at)
+    SELECT line.*, transfer.id, 'TXN' || upper(substr(md5(random()::text), 1, 12)), now()
+    FROM transfer, (VALUES
+        (:swid::bigint, 'transfer_out', 'debit', :amount::bigint, (:sbal - :amount)::bigint,
+         'transfer', 'To Bench User', :rid::bigint),
+        (:rwid::bigint, 'transfer_in', 'credit', :amount::bigint, (:rbal + :amount)::bigint,
+         'transfer', 'From Bench User', :sid::bigint)
+    ) AS line
+    RETURNING id
+)
+SELECT id AS tid, reference AS tref FROM transfer
 \gset
 
--- money._write: both wallets in one UPDATE (absolute values computed by the caller)...
-UPDATE wallet_wallet AS w
-SET balance = v.balance, updated_at = v.updated_at,
-    limits_day = COALESCE(v.limits_day, w.limits_day),
-    deposited_on_day = COALESCE(v.deposited, w.deposited_on_day),
-    outgoing_on_day = COALESCE(v.outgoing, w.outgoing_on_day)
-FROM (VALUES
-    (:swid::bigint, (:sbal - :amount)::bigint, now(), (now() AT TIME ZONE 'Asia/Kolkata')::date,
-     :sdep::bigint, (:sout + :amount)::bigint),
-    -- The recipient's daily counters go back unchanged (the API writes the values it read).
-    (:rwid::bigint, (:rbal + :amount)::bigint, now(), NULL::date, NULL::bigint, NULL::bigint)
-) AS v(id, balance, updated_at, limits_day, deposited, outgoing)
-WHERE w.id = v.id;
-
--- ...and both ledger lines in one INSERT.
-INSERT INTO wallet_ledgerentry
-    (wallet_id, kind, direction, amount, balance_after, category, description,
-     counterparty_id, transfer_id, reference, created_at)
-VALUES (:swid, 'transfer_out', 'debit', :amount, :sbal - :amount, 'transfer',
-        'To Bench User', :rid, :tid, 'TXN' || upper(substr(md5(random()::text), 1, 12)), now()),
-       (:rwid, 'transfer_in', 'credit', :amount, :rbal + :amount, 'transfer',
-        'From Bench User', :sid, :tid, 'TXN' || upper(substr(md5(random()::text), 1, 12)), now())
-RETURNING id;
-
--- audit_append: lock the sender's chain head and take the next seq; then the entry and the
--- head in one statement.
-SELECT last_hash, nextval(pg_get_serial_sequence('audit_auditentry', 'seq')) AS seq
-FROM audit_auditchainhead WHERE chain = :chain FOR UPDATE
-\gset
-
-WITH entry AS (
+-- audit_append: one statement locks the sender's chain head, takes the next seq, inserts the
+-- entry hashed by PostgreSQL over the canonical JSON around the seq, and moves the head.
+WITH head AS (
+    SELECT chain, last_hash,
+           nextval(pg_get_serial_sequence('audit_auditentry', 'seq')) AS seq
+    FROM audit_auditchainhead WHERE chain = :chain FOR UPDATE
+), entry AS (
     INSERT INTO audit_auditentry
         (seq, chain, actor_id, action, entity_type, entity_id, data, ip, user_agent, created_at,
          prev_hash, hash)
-    VALUES (:seq, :chain, :sid, 'transfer.create', 'transfer', ':tid',
-            jsonb_build_object('reference', ':tref', 'amount', '1.00',
-                               'recipient', 'QP' || lpad(:rid::text, 8, '0'),
-                               'category', 'transfer'),
-            '127.0.0.1', '', now(), ':last_hash',
-            encode(sha256(convert_to(':last_hash' || ':seq:tref', 'UTF8')), 'hex'))
-    RETURNING seq, chain, hash
+    SELECT head.seq, head.chain, :sid, 'transfer.create', 'transfer', ':tid',
+           jsonb_build_object('reference', ':tref', 'amount', '1.00',
+                              'recipient', 'QP' || lpad(:rid::text, 8, '0'),
+                              'category', 'transfer'),
+           '127.0.0.1', '', now(), head.last_hash,
+           encode(sha256(convert_to(
+               head.last_hash || '{"action":"transfer.create","actor":' || :sid || ',"chain":'
+               || head.chain || ',"created_at":"' || now() || '","data":{"amount":"1.00",'
+               || '"category":"transfer","recipient":"QP' || lpad(:rid::text, 8, '0')
+               || '","reference":":tref"},"entity_id":":tid","entity_type":"transfer",'
+               || '"ip":"127.0.0.1","seq":' || head.seq || ',"user_agent":""}', 'UTF8')), 'hex')
+    FROM head
+    RETURNING seq, chain, prev_hash, hash
 )
 UPDATE audit_auditchainhead AS head SET last_seq = entry.seq, last_hash = entry.hash
-FROM entry WHERE head.chain = entry.chain;
+FROM entry WHERE head.chain = entry.chain
+RETURNING entry.seq, entry.prev_hash, entry.hash;
 
--- notifications_create: both notifications, then both unread counts.
-INSERT INTO notifications_notification (user_id, kind, title, body, data, read_at, created_at)
-VALUES (:sid, 'transfer_sent', 'You sent ₹1.00 to Bench User', '',
-        jsonb_build_object('transfer_id', :tid, 'reference', ':tref'), NULL, now()),
-       (:rid, 'transfer_received', 'Bench User sent you ₹1.00', '',
-        jsonb_build_object('transfer_id', :tid, 'reference', ':tref'), NULL, now())
-RETURNING id;
+-- notifications_create: both notifications and each one's unread count, one statement.
+WITH added AS (
+    INSERT INTO notifications_notification (user_id, kind, title, body, data, read_at, created_at)
+    VALUES (:sid, 'transfer_sent', 'You sent ₹1.00 to Bench User', '',
+            jsonb_build_object('transfer_id', :tid, 'reference', ':tref'), NULL, now()),
+           (:rid, 'transfer_received', 'Bench User sent you ₹1.00', '',
+            jsonb_build_object('transfer_id', :tid, 'reference', ':tref'), NULL, now())
+    RETURNING id, user_id, read_at
+)
+SELECT added.id,
+       (SELECT count(*) FROM notifications_notification AS earlier
+        WHERE earlier.user_id = added.user_id AND earlier.read_at IS NULL)
+       + (SELECT count(*) FROM added AS mine
+          WHERE mine.user_id = added.user_id AND mine.read_at IS NULL)
+FROM added;
 
-SELECT user_id, count(*) FROM notifications_notification
-WHERE user_id = ANY(ARRAY[:sid, :rid]::bigint[]) AND read_at IS NULL GROUP BY user_id;
-
--- events_emit: both streams locked and advanced in one statement (user-id order), then the
--- seven events (sender: balance, transaction, notification, audit; recipient: the first three).
-INSERT INTO notifications_eventstream (user_id, last_seq)
-SELECT * FROM unnest(ARRAY[LEAST(:sid, :rid), GREATEST(:sid, :rid)]::bigint[],
-                     ARRAY[CASE WHEN :sid < :rid THEN 4 ELSE 3 END,
-                           CASE WHEN :sid < :rid THEN 3 ELSE 4 END]::bigint[]) ORDER BY 1
-ON CONFLICT (user_id)
-DO UPDATE SET last_seq = notifications_eventstream.last_seq + EXCLUDED.last_seq
-RETURNING user_id, last_seq;
-
-INSERT INTO notifications_event (user_id, seq, type, data, created_at)
-SELECT :sid, s.seq, s.type, jsonb_build_object('transaction_id', :tid), now()
-FROM (SELECT last_seq FROM notifications_eventstream WHERE user_id = :sid) AS stream,
-     LATERAL (VALUES (stream.last_seq - 3, 'balance:update'), (stream.last_seq - 2, 'transaction:new'),
-                     (stream.last_seq - 1, 'notification:new'), (stream.last_seq, 'audit:new'))
-             AS s(seq, type)
-UNION ALL
-SELECT :rid, s.seq, s.type, jsonb_build_object('transaction_id', :tid), now()
-FROM (SELECT last_seq FROM notifications_eventstream WHERE user_id = :rid) AS stream,
-     LATERAL (VALUES (stream.last_seq - 2, 'balance:update'), (stream.last_seq - 1, 'transaction:new'),
-                     (stream.last_seq, 'notification:new'))
-             AS s(seq, type);
+-- events_emit: both streams locked and advanced (user-id order) and the seven events
+-- (sender: balance, transaction, notification, audit; recipient: the first three), numbered
+-- back from each stream's new last seq, in one statement.
+WITH stream AS (
+    INSERT INTO notifications_eventstream (user_id, last_seq)
+    SELECT * FROM unnest(ARRAY[LEAST(:sid, :rid), GREATEST(:sid, :rid)]::bigint[],
+                         ARRAY[CASE WHEN :sid < :rid THEN 4 ELSE 3 END,
+                               CASE WHEN :sid < :rid THEN 3 ELSE 4 END]::bigint[]) ORDER BY 1
+    ON CONFLICT (user_id)
+    DO UPDATE SET last_seq = notifications_eventstream.last_seq + EXCLUDED.last_seq
+    RETURNING user_id, last_seq
+), added AS (
+    INSERT INTO notifications_event (user_id, seq, type, data, created_at)
+    SELECT event.user_id, stream.last_seq - event.before_last, event.type,
+           jsonb_build_object('transaction_id', :tid), now()
+    FROM (VALUES (:sid::bigint, 3, 'balance:update'), (:sid, 2, 'transaction:new'),
+                 (:sid, 1, 'notification:new'), (:sid, 0, 'audit:new'),
+                 (:rid, 2, 'balance:update'), (:rid, 1, 'transaction:new'),
+                 (:rid, 0, 'notification:new')) AS event(user_id, before_last, type)
+    JOIN stream USING (user_id)
+)
+SELECT user_id, last_seq FROM stream;
 
 -- wallet.idempotency: the key row with the response, committed with the movement.
 INSERT INTO wallet_idempotencykey
