@@ -23,21 +23,22 @@ _log = get_logger("quickpe.events")
 
 # One statement for a whole emit: it takes every stream's lock (in user-id order, by the
 # ORDER BY of the upsert), reserves each stream's seq numbers and inserts the events, numbered
-# back from the stream's new last seq. Arrays carry the events: user, place before that user's
-# last event, type, data.
+# back from the stream's new last seq. The events travel as one JSON array (one json.dumps;
+# psycopg quotes array parameters element by element in Python, several times slower).
 _EMIT = """
-    WITH stream AS (
+    WITH event AS (
+        SELECT * FROM jsonb_to_recordset(%s::jsonb)
+            AS event(user_id bigint, before_last bigint, type text, data jsonb)
+    ), stream AS (
         INSERT INTO notifications_eventstream (user_id, last_seq)
-        SELECT * FROM unnest(%s::bigint[], %s::bigint[]) ORDER BY 1
+        SELECT user_id, count(*) FROM event GROUP BY user_id ORDER BY user_id
         ON CONFLICT (user_id)
         DO UPDATE SET last_seq = notifications_eventstream.last_seq + EXCLUDED.last_seq
         RETURNING user_id, last_seq
     ), added AS (
         INSERT INTO notifications_event (user_id, seq, type, data, created_at)
         SELECT event.user_id, stream.last_seq - event.before_last, event.type, event.data, %s
-        FROM unnest(%s::bigint[], %s::bigint[], %s::text[], %s::jsonb[])
-             AS event(user_id, before_last, type, data)
-        JOIN stream USING (user_id)
+        FROM event JOIN stream USING (user_id)
     )
     SELECT user_id, last_seq FROM stream
 """
@@ -76,24 +77,12 @@ def events_emit(
     if not user_ids:
         return {}
     rows = [
-        (user_id, len(events[user_id]) - 1 - offset, kind, json.dumps(data))
-        for user_id in user_ids
-        for offset, (kind, data) in enumerate(events[user_id])
+        {"user_id": user_id, "before_last": len(items) - 1 - offset, "type": kind, "data": data}
+        for user_id, items in events.items()
+        for offset, (kind, data) in enumerate(items)
     ]
-    users, before_last, kinds, data = map(list, zip(*rows, strict=True))
     with connection.cursor() as cursor:
-        cursor.execute(
-            _EMIT,
-            [
-                user_ids,
-                [len(events[user_id]) for user_id in user_ids],
-                timezone.now(),
-                users,
-                before_last,
-                kinds,
-                data,
-            ],
-        )
+        cursor.execute(_EMIT, [json.dumps(rows), timezone.now()])
         last = dict(cursor.fetchall())
     ring_after_commit(last)
     # The request id (or task id) of whatever made these events joins them to it in the logs.

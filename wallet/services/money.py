@@ -34,7 +34,7 @@ from wallet.references import new_reference
 from wallet.representations import transaction_data
 
 # Hand-written SQL for the statements every movement runs (see quickpe.db.fetch_models).
-_LOCK_WALLETS = "SELECT * FROM wallet_wallet WHERE user_id = ANY(%s) ORDER BY id FOR UPDATE"
+_LOCK_WALLETS = "SELECT * FROM wallet_wallet WHERE user_id IN ({}) ORDER BY id FOR UPDATE"
 _ACTIVE_USER_BY_EMAIL = "SELECT * FROM wallet_user WHERE email = %s AND is_active"
 _ACTIVE_USER_BY_QUICKPE_ID = "SELECT * FROM wallet_user WHERE quickpe_id = %s AND is_active"
 
@@ -50,7 +50,9 @@ def wallets_lock(*, user_ids: list[int]) -> dict[int, Wallet]:
     """Lock the wallets of ``user_ids`` in primary-key order, in one query, and return them
     keyed by user id. One fixed order means two opposite transfers (A->B, B->A) queue on the
     same first row instead of deadlocking."""
-    wallets = fetch_models(Wallet, _LOCK_WALLETS, [list(user_ids)])
+    # One placeholder per id: an array parameter costs psycopg more to quote than the query.
+    placeholders = ", ".join(["%s"] * len(user_ids))
+    wallets = fetch_models(Wallet, _LOCK_WALLETS.format(placeholders), list(user_ids))
     return {wallet.user_id: wallet for wallet in wallets}
 
 
