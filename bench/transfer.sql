@@ -20,13 +20,12 @@
 
 BEGIN;
 
--- wallet.idempotency: the in-flight guard, then the key row.
-SELECT pg_try_advisory_xact_lock(hashtextextended('idempotency:' || :sid || ':' || 'pgb-:run-:client_id-:n', 0));
-
-SELECT id, user_id, key, fingerprint, response_status, response_body, created_at
-FROM wallet_idempotencykey
-WHERE key = 'pgb-:run-:client_id-:n' AND user_id = :sid
-ORDER BY id ASC LIMIT 1;
+-- wallet.idempotency: the in-flight guard and the key row, one statement.
+SELECT pg_try_advisory_xact_lock(hashtextextended('idempotency:' || :sid || ':' || 'pgb-:run-:client_id-:n', 0)),
+       key_row.*
+FROM (SELECT 1) AS one
+LEFT JOIN wallet_idempotencykey AS key_row
+       ON key_row.user_id = :sid AND key_row.key = 'pgb-:run-:client_id-:n';
 
 -- money.wallets_lock: both wallets, FOR UPDATE in primary-key order, one query. The outer
 -- SELECT only folds the two locked rows into one, for \gset; today is the Asia/Kolkata day.

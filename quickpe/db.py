@@ -71,6 +71,12 @@ def fetch_models(model: type[M], sql: str, params: list) -> list[M]:
         cursor.execute(sql, params)
         columns = [column.name for column in cursor.description]
         rows = cursor.fetchall()
+    return models_from_rows(model, columns, rows)
+
+
+def models_from_rows(model: type[M], columns: list[str], rows: list[tuple]) -> list[M]:
+    """Model instances from rows holding (at least) every column of ``model``, by name; other
+    columns are ignored."""
     # from_db expects the model's field order; ``SELECT *`` gives the table's, which differs
     # (migrations append columns). Column names equal attribute names (``<fk>_id`` on both).
     fields = model._meta.concrete_fields

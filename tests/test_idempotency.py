@@ -218,3 +218,34 @@ def test_a_refusal_after_writes_keeps_none_of_them_and_remembers_the_refusal():
     again = run_once(user=alice, key="late", fingerprint="f", handler=handler, refusal=refusal)
     assert (again.status, again.is_replay) == (409, True)
     assert_money_invariants()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_duplicate_committing_after_the_lookup_is_replayed_and_nothing_moves_twice():
+    """The lookup reads the snapshot its statement starts with, before the in-flight lock is
+    tried: a duplicate can commit its key in between. The unique key then stops this attempt's
+    commit; it is rolled back whole and the duplicate's answer is given."""
+    alice = make_user("Alice")
+    fund(alice, 10_00)
+    before = snapshot()
+    calls = []
+
+    def duplicate_commits(_index: int) -> None:  # on its own connection, as another worker
+        IdempotencyKey.objects.create(
+            user=alice, key="race", fingerprint="f", response_status=201, response_body={"n": 1}
+        )
+
+    def handler() -> Outcome:
+        calls.append(1)
+        deposit_create(user=alice, amount=5_00)
+        run_threads(1, duplicate_commits)
+        return Outcome(201, {"n": 2})
+
+    outcome = run_once(
+        user=alice, key="race", fingerprint="f", handler=handler, refusal=lambda error: None
+    )
+    assert (outcome.status, outcome.body, outcome.is_replay) == (201, {"n": 1}, True)
+    assert len(calls) == 1
+    assert snapshot() == before
+    assert IdempotencyKey.objects.filter(user=alice, key="race").count() == 1
+    assert_money_invariants()

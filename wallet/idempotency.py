@@ -4,7 +4,8 @@ The key row is written in the same transaction as the movement it guards, so a c
 leave one without the other. A transaction-scoped advisory lock on (user, key) tells a
 concurrent duplicate apart from a finished one without waiting: if another transaction holds
 it, the first request is still in flight (409); once that commits, the key row is visible and
-the response is replayed. Refusals (validation, insufficient funds, limits) are remembered too:
+the response is replayed. The unique (user, key) constraint is the last word: an attempt whose
+key row collides with a committed one is rolled back and replays that one's answer. Refusals (validation, insufficient funds, limits) are remembered too:
 the attempt's transaction is rolled back whole and a second one stores the refusal under the
 key (refusals are the rare path, so the common one pays for no savepoint).
 """
@@ -18,13 +19,13 @@ from functools import partial
 from typing import Any
 
 from django.conf import settings
-from django.db import connection, transaction
+from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 from rest_framework import exceptions as drf
 from rest_framework.response import Response
 
 from quickpe import metrics
-from quickpe.db import fetch_models, insert_models, run_with_retries
+from quickpe.db import insert_models, models_from_rows, run_with_retries
 from quickpe.errors import (
     PROBLEM_CONTENT_TYPE,
     IdempotencyKeyInUse,
@@ -37,7 +38,17 @@ from quickpe.errors import (
 from wallet.models import IdempotencyKey
 
 HEADER = "Idempotency-Key"
-_KEY_RECORD = "SELECT * FROM wallet_idempotencykey WHERE user_id = %s AND key = %s"
+# The in-flight guard and the key's row in one round trip. The row is read in the snapshot the
+# statement starts with, before the lock is tried, so a duplicate that commits in between goes
+# unseen: this attempt then runs too but cannot commit, because its key row collides with the
+# duplicate's on the unique constraint (``_KeyTaken``); it is rolled back whole and run again,
+# and finds the duplicate's answer.
+_GUARD_AND_LOOKUP = """
+    SELECT pg_try_advisory_xact_lock(%s) AS in_flight_guard, key_row.*
+    FROM (SELECT 1) AS one
+    LEFT JOIN wallet_idempotencykey AS key_row ON key_row.user_id = %s AND key_row.key = %s
+"""
+_UNIQUE_KEY = "wallet_idempotencykey_unique"
 REPLAYED_HEADER = "Idempotent-Replayed"
 
 
@@ -85,6 +96,10 @@ def _replay(outcome) -> Response:
 _REMEMBERED = (QuickPeError, drf.ValidationError, drf.ParseError)
 
 
+class _KeyTaken(Exception):
+    """A duplicate request committed this key after this attempt looked for it."""
+
+
 @dataclass
 class Outcome:
     """What a money-moving request answered: kept under its key and given again on a replay."""
@@ -113,13 +128,13 @@ def run_once(
     def attempt(refused: Outcome | None = None) -> Outcome:
         with transaction.atomic():
             with connection.cursor() as cursor:
-                cursor.execute(
-                    "SELECT pg_try_advisory_xact_lock(%s)", [_advisory_lock_id(user.pk, key)]
-                )
-                if not cursor.fetchone()[0]:
-                    raise IdempotencyKeyInUse()
-            found = fetch_models(IdempotencyKey, _KEY_RECORD, [user.pk, key])
-            record = found[0] if found else None
+                cursor.execute(_GUARD_AND_LOOKUP, [_advisory_lock_id(user.pk, key), user.pk, key])
+                columns = [column.name for column in cursor.description]
+                row = cursor.fetchone()
+            if not row[0]:
+                raise IdempotencyKeyInUse()
+            found = row[columns.index("id")] is not None
+            record = models_from_rows(IdempotencyKey, columns, [row])[0] if found else None
             cutoff = timezone.now() - timedelta(hours=settings.QUICKPE_IDEMPOTENCY_TTL_HOURS)
             if record is not None and record.created_at < cutoff:
                 record.delete()  # an expired key starts afresh
@@ -132,25 +147,40 @@ def run_once(
             # No savepoint around the handler: a refusal leaves this block, and the whole
             # transaction (the advisory lock included) rolls back.
             outcome = handler() if refused is None else refused
-            insert_models(
-                [
-                    IdempotencyKey(
-                        user=user,
-                        key=key,
-                        fingerprint=fingerprint,
-                        response_status=outcome.status,
-                        response_body=outcome.body,
-                    )
-                ]
-            )
+            try:
+                insert_models(
+                    [
+                        IdempotencyKey(
+                            user=user,
+                            key=key,
+                            fingerprint=fingerprint,
+                            response_status=outcome.status,
+                            response_body=outcome.body,
+                        )
+                    ]
+                )
+            except IntegrityError as error:
+                if getattr(getattr(error.__cause__, "diag", None), "constraint_name", "") == (
+                    _UNIQUE_KEY
+                ):
+                    raise _KeyTaken from error
+                raise
             return outcome
 
+    def settled(refused: Outcome | None = None) -> Outcome:
+        for _ in range(2):
+            try:
+                return run_with_retries(partial(attempt, refused))
+            except _KeyTaken:
+                continue  # a duplicate committed first: the next attempt replays its answer
+        return run_with_retries(partial(attempt, refused))
+
     try:
-        return run_with_retries(attempt)
+        return settled()
     except _REMEMBERED as error:
         refused = refusal(error)
         code = str(getattr(error, "code", None) or "validation_error")
-    outcome = run_with_retries(partial(attempt, refused))
+    outcome = settled(refused)
     if not outcome.is_replay:
         transaction.on_commit(partial(metrics.refused, kind=kind, code=code, user=user.pk))
     return outcome
