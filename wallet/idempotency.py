@@ -5,9 +5,11 @@ leave one without the other. A transaction-scoped advisory lock on (user, key) t
 concurrent duplicate apart from a finished one without waiting: if another transaction holds
 it, the first request is still in flight (409); once that commits, the key row is visible and
 the response is replayed. The unique (user, key) constraint is the last word: an attempt whose
-key row collides with a committed one is rolled back and replays that one's answer. Refusals (validation, insufficient funds, limits) are remembered too:
-the attempt's transaction is rolled back whole and a second one stores the refusal under the
-key (refusals are the rare path, so the common one pays for no savepoint).
+key row collides with a committed one is rolled back and replays that one's answer.
+
+Refusals (validation, insufficient funds, limits) are remembered too: the attempt's transaction
+is rolled back whole and a second one stores the refusal under the key (refusals are the rare
+path, so the common one pays for no savepoint).
 """
 
 import hashlib
