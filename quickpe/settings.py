@@ -161,7 +161,9 @@ CACHES = {
 # Per-user groups ("user.<pk>") shared by every daphne process. Messages are only doorbells:
 # events live in PostgreSQL, so what the layer drops (a restart, a slow consumer) is replayed.
 # That is what the pub/sub layer is for: a group send is one PUBLISH (the default layer's Lua
-# scripts cost ~1.5 ms of CPU per transfer here), and nothing is stored.
+# scripts cost ~1.5 ms of CPU per transfer here), and nothing is stored. quickpe.realtime
+# publishes doorbells in this layer's own format from the sync web workers, so another backend
+# here also means another doorbell there.
 CHANNEL_LAYERS = {
     "default": {
         "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
