@@ -295,3 +295,38 @@ def test_frame_limit_counts_bytes_and_binary_frames_are_refused():
     too_big, binary = async_to_sync(scenario)()
     assert too_big == {"type": "websocket.close", "code": 1009}  # 2,100 chars, 4,200 bytes
     assert binary == {"type": "websocket.close", "code": 1003}
+
+
+def test_event_rows_carry_the_payloads_exactly_with_hostile_text():
+    """Events reach PostgreSQL as one JSON document: quotes, backslashes, emoji, line
+    separators and a NUL-free but odd note must come back as the REST API shows them, numbered
+    without gaps per user."""
+    alice, bob = make_user("Alice"), make_user("Bob")
+    fund(alice, 100_00)
+    note = "rent \"June\" \\ 50% ☕ \u2028 𝔘 'quoted'"
+    before = {user.pk: Event.objects.filter(user=user).count() for user in (alice, bob)}
+    response = client_for(alice).post(
+        "/api/v1/transfers",
+        {"recipient": bob.quickpe_id, "amount": "12.34", "note": note},
+        format="json",
+        HTTP_IDEMPOTENCY_KEY="hostile-note",
+    )
+    assert response.status_code == 201
+    body = response.json()
+    rows = {user.pk: list(Event.objects.filter(user=user).order_by("seq")) for user in (alice, bob)}
+    for user in (alice, bob):
+        seqs = [event.seq for event in rows[user.pk]]
+        assert seqs == list(range(1, len(seqs) + 1))
+    sent = rows[alice.pk][before[alice.pk] :]
+    received = rows[bob.pk][before[bob.pk] :]
+    assert [event.type for event in sent] == [
+        "balance:update",
+        "transaction:new",
+        "notification:new",
+        "audit:new",
+    ]
+    assert sent[1].data["transaction"] == body["transaction"]
+    assert sent[1].data["transaction"]["description"] == note
+    assert received[1].data["transaction"]["description"] == note
+    assert received[2].data["notification"]["body"] == note
+    assert received[2].data["unread_count"] == Notification.objects.filter(user=bob).count()
