@@ -5,13 +5,13 @@ import threading
 from datetime import timedelta
 
 import pytest
-from django.db import connection
+from django.db import connection, transaction
 
-from quickpe.errors import InsufficientFunds
+from quickpe.errors import IdempotencyKeyInUse, InsufficientFunds
 from tests.conftest import client_for, fund, idempotency_keys, make_user, snapshot
 from tests.invariants import assert_money_invariants
 from tests.test_concurrency import run_threads
-from wallet.idempotency import Outcome, run_once
+from wallet.idempotency import Outcome, _advisory_lock_id, run_once
 from wallet.models import IdempotencyKey, LedgerEntry, Transfer
 from wallet.services.money import deposit_create
 from wallet.services.users import tokens_issue
@@ -249,3 +249,77 @@ def test_a_duplicate_committing_after_the_lookup_is_replayed_and_nothing_moves_t
     assert snapshot() == before
     assert IdempotencyKey.objects.filter(user=alice, key="race").count() == 1
     assert_money_invariants()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_refusal_sent_20_times_at_once_is_stored_once_and_moves_nothing():
+    """Refusals are stored by a second transaction; concurrent duplicates of a refused request
+    still get that refusal (first or replayed) or 409 in flight, and one key row exists."""
+    alice, bob = make_user("Alice"), make_user("Bob")
+    fund(alice, 10_00)
+    before = snapshot()
+    token = tokens_issue(alice)["access"]
+    answers: list[tuple[int, str | None, str | None]] = []
+    lock = threading.Lock()
+
+    def work(index: int) -> None:
+        response = post_transfer(client_for(token=token), bob, amount="50.00", key="refused")
+        with lock:
+            answers.append(
+                (
+                    response.status_code,
+                    response.headers.get("Idempotent-Replayed"),
+                    response.json().get("code"),
+                )
+            )
+
+    run_threads(20, work)
+
+    assert set(answers) <= {
+        (409, None, "insufficient_funds"),
+        (409, "true", "insufficient_funds"),
+        (409, None, "idempotency_key_in_use"),
+    }
+    assert (409, None, "insufficient_funds") in answers
+    assert IdempotencyKey.objects.filter(user=alice, key="refused").count() == 1
+    assert snapshot() == before
+    assert_money_invariants()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_in_flight_is_an_answer_about_the_key_and_is_never_stored_under_it():
+    """While another transaction holds the key's guard, the answer is 409 in flight; that is
+    not the request's refusal, so nothing is stored and the key stays free for the first."""
+    alice = make_user("Alice")
+    holding, release = threading.Event(), threading.Event()
+
+    def hold_the_guard(_index: int) -> None:
+        with transaction.atomic(), connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT pg_advisory_xact_lock(%s)", [_advisory_lock_id(alice.pk, "busy")]
+            )
+            holding.set()
+            release.wait(timeout=10)
+
+    def refusal(error: Exception) -> Outcome:
+        # Were "in flight" taken for a refusal, the guard would be free when it is stored.
+        release.set()
+        holder.join()
+        return Outcome(409, {"code": error.code})
+
+    holder = threading.Thread(target=run_threads, args=(1, hold_the_guard))
+    holder.start()
+    try:
+        assert holding.wait(timeout=10)
+        with pytest.raises(IdempotencyKeyInUse):
+            run_once(
+                user=alice,
+                key="busy",
+                fingerprint="f",
+                handler=lambda: Outcome(201, {}),
+                refusal=refusal,
+            )
+    finally:
+        release.set()
+        holder.join()
+    assert idempotency_keys() == 0

@@ -102,6 +102,16 @@ class _KeyTaken(Exception):
     """A duplicate request committed this key after this attempt looked for it."""
 
 
+class _Refused(Exception):
+    """The handler refused (``error``); raised out of the attempt so its transaction rolls
+    back. Only the handler's refusals are: the key's own errors (in flight, reused) are
+    answers about the key, never stored under it."""
+
+    def __init__(self, error: Exception):
+        super().__init__(error)
+        self.error = error
+
+
 @dataclass
 class Outcome:
     """What a money-moving request answered: kept under its key and given again on a replay."""
@@ -148,7 +158,13 @@ def run_once(
                 return Outcome(record.response_status, record.response_body, is_replay=True)
             # No savepoint around the handler: a refusal leaves this block, and the whole
             # transaction (the advisory lock included) rolls back.
-            outcome = handler() if refused is None else refused
+            if refused is not None:
+                outcome = refused
+            else:
+                try:
+                    outcome = handler()
+                except _REMEMBERED as error:
+                    raise _Refused(error) from error
             try:
                 insert_models(
                     [
@@ -179,10 +195,10 @@ def run_once(
 
     try:
         return settled()
-    except _REMEMBERED as error:
-        refused = refusal(error)
-        code = str(getattr(error, "code", None) or "validation_error")
-    outcome = settled(refused)
+    except _Refused as refused_error:
+        error = refused_error.error
+    code = str(getattr(error, "code", None) or "validation_error")
+    outcome = settled(refusal(error))
     if not outcome.is_replay:
         transaction.on_commit(partial(metrics.refused, kind=kind, code=code, user=user.pk))
     return outcome
