@@ -106,6 +106,13 @@ class NotFound(QuickPeError):
     default_detail = "Not found."
 
 
+class RateLimited(QuickPeError):
+    """A rate-limited action outside DRF's throttles (support tooling)."""
+
+    status, code = 429, "rate_limited"
+    default_detail = "Too many requests; try again later."
+
+
 def problem_body(
     status: int, code: str, detail: str, errors: list[dict] | None = None, title: str = ""
 ) -> dict:

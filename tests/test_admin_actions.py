@@ -267,3 +267,29 @@ def test_the_audit_verification_page_names_the_first_bad_entry(alice):
     result = response.context["result"]
     assert not result.valid and result.first_invalid_seq == tampered.seq
     assert b"INVALID" in response.content
+
+
+def test_password_reset_emails_to_one_user_are_rate_limited(
+    alice, bob, settings, django_capture_on_commit_callbacks
+):
+    settings.QUICKPE_SUPPORT_RESET_RATE = "2/h"
+    _, browser = staff_in("support")
+
+    def send(user):
+        with django_capture_on_commit_callbacks(execute=True):
+            return run_action(
+                browser, "/admin/wallet/user/", "send_password_reset", [user.pk], reason="Asked"
+            )
+
+    for _ in range(2):
+        assert messages_of(send(alice)) == ["Password reset link sent to 1 user(s)."]
+    before = snapshot()
+    refused = messages_of(send(alice))
+    assert refused == [
+        f"{alice}: A reset link was sent to this user recently; try again in 60 min."
+    ]
+    assert snapshot() == before
+    assert len(mail.outbox) == 2
+    assert AuditEntry.objects.filter(action="admin.password_reset_send").count() == 2
+    # The limit is per customer: another one still gets theirs.
+    assert messages_of(send(bob)) == ["Password reset link sent to 1 user(s)."]
