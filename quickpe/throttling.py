@@ -52,6 +52,20 @@ def hit(key: str, rate: str) -> float | None:
     return None if allowed else max(int(wait_ms), 1) / 1000
 
 
+def wait_for(scope: str, identity: str, rate: str | None) -> float | None:
+    """Count one hit of ``identity`` against ``scope``'s ``rate``: None if allowed (or if there
+    is no rate), else seconds until the next is allowed. Fails open: with Redis down, money
+    still moves (the limits on amounts hold in PostgreSQL); only the rate limit lapses, logged,
+    until Redis is back."""
+    if rate is None:
+        return None
+    try:
+        return hit(f"{scope}:{identity}", rate)
+    except (RedisError, OSError) as error:
+        logger.warning("rate limit %s not checked: %s", scope, type(error).__name__)
+        return None
+
+
 class SharedRateThrottle(BaseThrottle):
     """Subclasses name the setting holding the rate and how to identify the caller."""
 
@@ -65,17 +79,10 @@ class SharedRateThrottle(BaseThrottle):
         raise NotImplementedError
 
     def allow_request(self, request, view) -> bool:
-        rate = getattr(settings, self.rate_setting)
         identity = self.identity(request, view)
-        if rate is None or identity is None:
+        if identity is None:
             return True
-        try:
-            self._wait = hit(f"{self.scope}:{identity}", rate)
-        except (RedisError, OSError) as error:
-            # Fail open: with Redis down, money still moves (the limits on amounts hold in
-            # PostgreSQL); only the request-rate limit lapses until Redis is back.
-            logger.warning("rate limit %s not checked: %s", self.scope, type(error).__name__)
-            return True
+        self._wait = wait_for(self.scope, identity, getattr(settings, self.rate_setting))
         return self._wait is None
 
     def wait(self) -> float | None:

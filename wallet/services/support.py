@@ -8,7 +8,6 @@ the customer, in the one transaction of the change. Lock order, as everywhere: b
 ``events_emit`` per transaction). Money is never edited: a reversal is a new movement.
 """
 
-import logging
 import math
 from dataclasses import dataclass
 from functools import partial
@@ -22,21 +21,18 @@ from django.urls import reverse
 from django.utils import timezone
 from django.utils.encoding import force_bytes
 from django.utils.http import urlsafe_base64_encode
-from redis.exceptions import RedisError
 
 from audit.services import audit_append
 from notifications.models import Notification
 from notifications.services import events_emit, notifications_create, security_notification
 from quickpe.errors import InsufficientFunds, InvalidState, NotAllowed, QuickPeError, RateLimited
 from quickpe.money import format_inr, format_paise
-from quickpe.throttling import hit as rate_hit
+from quickpe.throttling import wait_for
 from wallet import limits
 from wallet.models import Category, LedgerEntry, Transfer, User, Wallet
 from wallet.references import new_reference
 from wallet.services.money import _movement_events, _write, wallets_lock
 from wallet.services.sessions import sessions_revoke_all
-
-logger = logging.getLogger(__name__)
 
 
 class ReasonRequired(QuickPeError):
@@ -189,24 +185,6 @@ def user_reactivate(*, user: User, actor: User, reason: str, request=None) -> Us
 # Passwords ------------------------------------------------------------------------------------
 
 
-def _reset_rate_check(user: User) -> None:
-    """At most QUICKPE_SUPPORT_RESET_RATE reset emails per user, whoever sends them (counted in
-    Redis, shared by every process; with Redis down the limit lapses, as every rate limit does,
-    and the send goes on)."""
-    rate = settings.QUICKPE_SUPPORT_RESET_RATE
-    if rate is None:
-        return
-    try:
-        wait = rate_hit(f"support-reset:{user.pk}", rate)
-    except (RedisError, OSError) as error:
-        logger.warning("support reset rate not checked: %s", type(error).__name__)
-        return
-    if wait is not None:
-        raise RateLimited(
-            f"A reset link was sent to this user recently; try again in {math.ceil(wait / 60)} min."
-        )
-
-
 def password_reset_send(*, user: User, actor: User, reason: str, request) -> None:
     """Email the user a one-time link to choose a new password (Django's token: it stops
     working once the password changes, or after PASSWORD_RESET_TIMEOUT). The link is built
@@ -219,7 +197,11 @@ def password_reset_send(*, user: User, actor: User, reason: str, request) -> Non
     _require_permission(actor, "wallet.send_password_reset")
     if not user.is_active:
         raise InvalidState("The account is deactivated; reactivate it first.")
-    _reset_rate_check(user)
+    wait = wait_for("support-reset", str(user.pk), settings.QUICKPE_SUPPORT_RESET_RATE)
+    if wait is not None:
+        raise RateLimited(
+            f"A reset link was sent to this user recently; try again in {math.ceil(wait / 60)} min."
+        )
     path = reverse(
         "password_reset_confirm",
         kwargs={
