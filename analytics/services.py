@@ -12,7 +12,7 @@ from datetime import timedelta
 from django.conf import settings
 from django.core.files import File
 from django.core.files.storage import storages
-from django.db import connection, transaction
+from django.db import connection
 from django.db.models import Q
 from django.utils import timezone
 
@@ -23,6 +23,8 @@ from notifications.models import Notification
 from notifications.services import events_emit, notifications_create
 from quickpe.errors import NotAllowed, QuickPeError
 from quickpe.jobs import dispatch_after_commit
+from quickpe.text import fit
+from quickpe.unit_of_work import unit_of_work
 
 _CLAIM = """
     UPDATE analytics_export
@@ -55,32 +57,32 @@ def _announce(export: Export, *extra_events) -> None:
     )
 
 
+@unit_of_work
 def export_create(
     *, user, kind: str, format: str, period_start, period_end, request=None
 ) -> Export:
     """Queue an export and audit it; the build is dispatched to a worker after commit.
     Locks: the audit chain head, then the user's event stream."""
-    with transaction.atomic(durable=True):
-        export = Export.objects.create(
-            user=user, kind=kind, format=format, period_start=period_start, period_end=period_end
-        )
-        entry = audit_append(
-            actor=user,
-            action="export.create",
-            entity_type="export",
-            entity_id=export.pk,
-            data={
-                "kind": kind,
-                "format": format,
-                "from": export_data(export)["from"],
-                "to": export_data(export)["to"],
-            },
-            request=request,
-        )
-        events_emit({user.pk: [("export:update", {"export": export_data(export)})]}, audit=[entry])
-        from analytics.tasks import export_build  # tasks import services
+    export = Export.objects.create(
+        user=user, kind=kind, format=format, period_start=period_start, period_end=period_end
+    )
+    entry = audit_append(
+        actor=user,
+        action="export.create",
+        entity_type="export",
+        entity_id=export.pk,
+        data={
+            "kind": kind,
+            "format": format,
+            "from": export_data(export)["from"],
+            "to": export_data(export)["to"],
+        },
+        request=request,
+    )
+    events_emit({user.pk: [("export:update", {"export": export_data(export)})]}, audit=[entry])
+    from analytics.tasks import export_build  # tasks import services
 
-        dispatch_after_commit(export_build, export.pk)
+    dispatch_after_commit(export_build, export.pk)
     return export
 
 
@@ -100,18 +102,18 @@ def audit_log_export_create(*, actor, format: str, period_start, period_end, req
     )
 
 
+@unit_of_work
 def export_claim(*, export_id: int) -> Export | None:
     """Take the job for this worker: queued, or running with no word from its worker for
     QUICKPE_EXPORT_STALE_SECONDS. None when it is not ours to build (done, failed, or alive
     elsewhere): a redelivered or duplicate task then does nothing."""
-    with transaction.atomic(durable=True):
-        with connection.cursor() as cursor:
-            cursor.execute(_CLAIM, [export_id, settings.QUICKPE_EXPORT_STALE_SECONDS])
-            claimed = cursor.fetchone()
-        if claimed is None:
-            return None
-        export = Export.objects.select_related("user").get(pk=export_id)
-        _announce(export)
+    with connection.cursor() as cursor:
+        cursor.execute(_CLAIM, [export_id, settings.QUICKPE_EXPORT_STALE_SECONDS])
+        claimed = cursor.fetchone()
+    if claimed is None:
+        return None
+    export = Export.objects.select_related("user").get(pk=export_id)
+    _announce(export)
     return export
 
 
@@ -126,66 +128,71 @@ def _update_current(export: Export, **fields) -> None:
         setattr(export, name, value)
 
 
+@unit_of_work
 def export_progress(*, export: Export, done: int, total: int) -> None:
     """Report progress (also the heartbeat that keeps the job ours). Raises Superseded."""
     progress = min(99, done * 100 // total) if total else 0
-    with transaction.atomic(durable=True):
-        _update_current(export, progress=progress, rows=done, heartbeat_at=timezone.now())
-        _announce(export)
+    _update_current(export, progress=progress, rows=done, heartbeat_at=timezone.now())
+    _announce(export)
 
 
 def export_finish(*, export: Export, content, rows: int) -> bool:
     """Store the built file and mark the export done, telling the user. If another attempt has
-    taken over meanwhile, the file is deleted and False returned."""
+    taken over meanwhile, the file is deleted and False returned. The file is written before
+    the unit of work: no file I/O while rows are locked."""
     storage = exports_storage()
     name = storage.save(
         f"{export.user_id}/{export.kind}-{export.pk}-{export.attempt}.{export.format}",
         File(content),
     )
     try:
-        with transaction.atomic(durable=True):
-            _update_current(
-                export,
-                status=Export.Status.DONE,
-                progress=100,
-                rows=rows,
-                file=name,
-                finished_at=timezone.now(),
-                heartbeat_at=timezone.now(),
-            )
-            [notice] = notifications_create(
-                [
-                    Notification(
-                        user=export.user,
-                        kind=Notification.Kind.EXPORT_READY,
-                        title=f"Your {export.get_kind_display().lower()} "
-                        f"({export.format.upper()}) is ready",
-                        body=f"{rows} lines. Download it within "
-                        f"{settings.QUICKPE_EXPORT_RETENTION_DAYS} days.",
-                        data={"export_id": export.pk},
-                    )
-                ]
-            )
-            _announce(export, notice[1])
+        _export_done(export=export, name=name, rows=rows)
     except Superseded:
         storage.delete(name)
         return False
     return True
 
 
+@unit_of_work
+def _export_done(*, export: Export, name: str, rows: int) -> None:
+    _update_current(
+        export,
+        status=Export.Status.DONE,
+        progress=100,
+        rows=rows,
+        file=name,
+        finished_at=timezone.now(),
+        heartbeat_at=timezone.now(),
+    )
+    [notice] = notifications_create(
+        [
+            Notification(
+                user=export.user,
+                kind=Notification.Kind.EXPORT_READY,
+                title=f"Your {export.get_kind_display().lower()} "
+                f"({export.format.upper()}) is ready",
+                body=f"{rows} lines. Download it within "
+                f"{settings.QUICKPE_EXPORT_RETENTION_DAYS} days.",
+                data={"export_id": export.pk},
+            )
+        ]
+    )
+    _announce(export, notice[1])
+
+
+@unit_of_work
 def export_fail(*, export: Export, error: str) -> None:
     """End the attempt as failed with a message the user can read; they may ask again."""
-    with transaction.atomic(durable=True):
-        try:
-            _update_current(
-                export,
-                status=Export.Status.FAILED,
-                error=error[:500],
-                finished_at=timezone.now(),
-            )
-        except Superseded:
-            return
-        _announce(export)
+    try:
+        _update_current(
+            export,
+            status=Export.Status.FAILED,
+            error=fit(Export, "error", error),
+            finished_at=timezone.now(),
+        )
+    except Superseded:
+        return
+    _announce(export)
 
 
 def exports_requeue_stale() -> list[int]:

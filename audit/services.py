@@ -18,15 +18,19 @@ from audit.masking import mask_data
 from audit.models import AuditChainHead, AuditEntry
 from quickpe.formats import timestamp
 from quickpe.request_meta import client_ip, user_agent
+from quickpe.unit_of_work import claim_audit_chain
 
-# One round trip per entry: lock the chain head and take the next seq, insert the entry whose
-# hash PostgreSQL computes from the head's hash and the canonical JSON around the seq (both
-# halves made by audit.chain, the one definition of the format), and move the head.
+# One round trip per entry: lock the chain head, then take the next seq (in that order: the
+# materialised CTE locks before the one that reads it calls nextval, so seqs of one chain
+# follow the order its appends commit in), insert the entry whose hash PostgreSQL computes
+# from the head's hash and the canonical JSON around the seq (both halves made by
+# audit.chain, the one definition of the format), and move the head.
 _APPEND = """
-    WITH head AS (
-        SELECT chain, last_hash,
-               nextval(pg_get_serial_sequence('audit_auditentry', 'seq')) AS seq
-        FROM audit_auditchainhead WHERE chain = %s FOR UPDATE
+    WITH locked AS MATERIALIZED (
+        SELECT chain, last_hash FROM audit_auditchainhead WHERE chain = %s FOR NO KEY UPDATE
+    ), head AS (
+        SELECT chain, last_hash, nextval(pg_get_serial_sequence('audit_auditentry', 'seq')) AS seq
+        FROM locked
     ), entry AS (
         INSERT INTO audit_auditentry (seq, chain, actor_id, action, entity_type, entity_id, data,
                                       ip, user_agent, created_at, prev_hash, hash)
@@ -57,13 +61,14 @@ def audit_append(
 ) -> AuditEntry:
     """Append one entry to the actor's chain.
 
-    Must run inside the caller's transaction. Locks that chain's head row (FOR UPDATE) until
-    the caller commits; callers take their business locks (wallets) first, so the lock order is
-    always business rows -> chain head and two writers cannot deadlock on it.
+    A piece of a change: runs in the caller's unit of work. Locks that chain's head row until
+    the caller commits; callers take their business locks (wallets) first and append to one
+    chain only, so the lock order is always business rows -> chain head (``wallet.locks``)
+    and two writers cannot deadlock on it.
     """
-    assert connection.in_atomic_block, "audit_append must run inside the change's transaction"
     actor_id = actor.pk if actor is not None else None
     chain = chain_for(actor_id)
+    claim_audit_chain(chain)
     fields = {
         "chain": chain,
         "actor_id": actor_id,

@@ -18,6 +18,8 @@ from quickpe.db import insert_statement, keys_assign
 from quickpe.formats import timestamp
 from quickpe.logs import get_logger
 from quickpe.realtime import ring_after_commit
+from quickpe.text import fit
+from quickpe.unit_of_work import claim_events_emit, require_unit, unit_of_work
 
 _log = get_logger("quickpe.events")
 
@@ -62,11 +64,11 @@ def events_emit(
     """Append events to users' streams in the caller's transaction; return each user's last seq.
 
     ``events`` maps a user id to ``[(type, data), ...]`` in the order clients must see them;
-    each entry of ``audit`` adds an ``audit:new`` event for its actor, last. Call once per
-    transaction: it locks every stream row it writes (until commit) in one statement, which is
-    what keeps seq in commit order without deadlocks.
+    each entry of ``audit`` adds an ``audit:new`` event for its actor, last. A piece of a
+    change, called once per unit of work: it locks every stream row it writes (until commit)
+    in one statement, which is what keeps seq in commit order without deadlocks.
     """
-    assert connection.in_atomic_block, "events must commit with the change they announce"
+    claim_events_emit()
     events = {user_id: list(items) for user_id, items in events.items()}
     for entry in audit:
         if entry.actor_id is not None:
@@ -134,7 +136,12 @@ def unread_counts(user_ids: Iterable[int]) -> dict[int, int]:
 
 def notifications_create(notifications: list[Notification]) -> list[tuple[int, tuple[str, dict]]]:
     """Insert notifications (caller's transaction); return the ``notification:new`` event of
-    each, keyed by user, for the caller to pass to ``events_emit`` with its other events."""
+    each, keyed by user, for the caller to pass to ``events_emit`` with its other events.
+    Titles and bodies are composed from names and notes: they are fitted to their columns."""
+    require_unit("writing notifications")
+    for notification in notifications:
+        notification.title = fit(Notification, "title", notification.title)
+        notification.body = fit(Notification, "body", notification.body)
     insert, params = insert_statement(notifications)
     with connection.cursor() as cursor:
         cursor.execute(_NOTIFY.format(insert=insert), params)
@@ -152,6 +159,7 @@ def notifications_create(notifications: list[Notification]) -> list[tuple[int, t
     ]
 
 
+@unit_of_work
 def notification_mark_read(*, notification: Notification) -> Notification:
     if notification.read_at is None:
         notification.read_at = timezone.now()
@@ -159,12 +167,14 @@ def notification_mark_read(*, notification: Notification) -> Notification:
     return notification
 
 
+@unit_of_work
 def notifications_mark_all_read(*, user) -> int:
     return Notification.objects.filter(user=user, read_at__isnull=True).update(
         read_at=timezone.now()
     )
 
 
+@unit_of_work
 def notification_delete(*, notification: Notification) -> None:
     notification.delete()
 

@@ -5,7 +5,6 @@ idempotency key, and domain errors put into words next to their field.
 The pages call the same services as the API; this module only adapts HTTP forms to them.
 """
 
-import hashlib
 import uuid
 from functools import wraps
 from types import SimpleNamespace
@@ -20,7 +19,7 @@ from rest_framework_simplejwt.tokens import RefreshToken
 
 from quickpe.errors import QuickPeError, is_timeout
 from quickpe.money import InvalidAmount, format_inr, parse_amount
-from wallet.idempotency import Outcome, run_once
+from wallet.idempotency import Outcome, fingerprint, run_once
 from wallet.models import DeviceSession
 from wallet.services.sessions import SESSION_CLAIM
 
@@ -135,10 +134,8 @@ def money_post(request, *, name: str, action) -> tuple[bool, dict[str, str]]:
     key = request.POST.get(KEY_FIELD, "")
     if not key or len(key) > 255:
         return False, {"": "This form has expired; please try again."}
-    fields = sorted(
-        (k, v) for k, v in request.POST.items() if k not in (KEY_FIELD, "csrfmiddlewaretoken")
-    )
-    fingerprint = hashlib.sha256(repr((name, request.path, fields)).encode()).hexdigest()
+    fields = {k: v for k, v in request.POST.items() if k not in (KEY_FIELD, "csrfmiddlewaretoken")}
+    form_fingerprint = fingerprint(method="POST", path=request.path, body=[name, fields])
 
     def handler() -> Outcome:
         return Outcome(201, {"message": action()})
@@ -153,7 +150,7 @@ def money_post(request, *, name: str, action) -> tuple[bool, dict[str, str]]:
         outcome = run_once(
             user=request.user,
             key=f"form:{key}",
-            fingerprint=fingerprint,
+            fingerprint=form_fingerprint,
             handler=handler,
             refusal=refusal,
             kind=_KINDS.get(name.split("-")[0], name),

@@ -10,7 +10,7 @@ import pytest
 from django.db import OperationalError, connection, transaction
 from django.db.models import F
 
-from quickpe.db import run_with_retries
+from quickpe.unit_of_work import run_with_retries
 from tests.conftest import assert_problem, client_for, fund, make_user, snapshot
 from tests.test_concurrency import run_threads
 from wallet.models import Wallet

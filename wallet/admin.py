@@ -10,11 +10,12 @@ page; ``support`` freezes/unfreezes wallets and sends password resets; deactivat
 reversing transfers and creating or editing accounts are for superusers only.
 """
 
+from contextvars import ContextVar
+
 from django.contrib import admin
-from django.contrib.admin.utils import unquote
 from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
+from django.contrib.auth.forms import AdminPasswordChangeForm
 from django.contrib.auth.views import INTERNAL_RESET_SESSION_TOKEN, PasswordResetConfirmView
-from django.db import transaction
 from django.http import HttpResponseRedirect
 from django.utils import timezone
 from django.utils.html import format_html_join
@@ -34,13 +35,36 @@ from wallet.models import (
     Wallet,
 )
 from wallet.services import support
-from wallet.services.users import user_admin_update, user_create
+from wallet.services.users import (
+    ADMIN_EDITABLE,
+    user_admin_change,
+    user_admin_password_set,
+    user_create,
+)
 
 # The token tables hold raw, live refresh tokens: whoever reads one can act as its owner.
 # Sessions are shown (without tokens) by DeviceSessionAdmin below.
 for _model in (OutstandingToken, BlacklistedToken):
     if admin.site.is_registered(_model):
         admin.site.unregister(_model)
+
+
+# The request of the set-password page being served (Django builds its form without one).
+_password_request: ContextVar = ContextVar("admin_password_request")
+
+
+class PasswordSetForm(AdminPasswordChangeForm):
+    """Django's set-password form, saved through ``user_admin_password_set``."""
+
+    def save(self, commit=True):
+        request = _password_request.get()
+        usable = self.cleaned_data["set_usable_password"]
+        return user_admin_password_set(
+            actor=request.user,
+            user=self.user,
+            password=self.cleaned_data["password1"] if usable else None,
+            request=request,
+        )
 
 
 def _activity_links(user: User) -> str:
@@ -76,6 +100,7 @@ class UserAdmin(StaffAdmin, DjangoUserAdmin):
     search_user_fields = ("pk",)
     search_help_text = "An exact email address or QuickPe ID (QP...)."
     date_hierarchy = "date_joined"
+    change_password_form = PasswordSetForm
     # is_active changes only through the deactivate/reactivate actions, which ask for a reason.
     readonly_fields = ["quickpe_id", "is_active", "date_joined", "last_login", "activity"]
     fieldsets = [
@@ -169,8 +194,8 @@ class UserAdmin(StaffAdmin, DjangoUserAdmin):
         )
 
     def save_model(self, request, obj, form, change):
-        """New accounts go through the sign-up service (wallet, QuickPe ID, audit); edits are
-        saved and audited in the same transaction (the admin wraps each request in one)."""
+        """New accounts go through the sign-up service (wallet, QuickPe ID, audit); edits
+        through ``user_admin_change`` (the email normalised, audited)."""
         if not change:
             created = user_create(
                 email=obj.email,
@@ -182,26 +207,25 @@ class UserAdmin(StaffAdmin, DjangoUserAdmin):
             obj.pk = created.pk
             obj.refresh_from_db()
             return
-        super().save_model(request, obj, form, change)
-        if form.changed_data:
-            user_admin_update(
-                actor=request.user, user=obj, changed=form.changed_data, request=request
-            )
+        editable = [field for field in form.changed_data if field in ADMIN_EDITABLE]
+        saved = user_admin_change(
+            actor=request.user,
+            user=obj,
+            changes={field: form.cleaned_data[field] for field in editable},
+            # Groups are saved by the admin's form after this, in the same transaction.
+            also_changed=[field for field in form.changed_data if field not in editable],
+            request=request,
+        )
+        obj.email = saved.email
 
     def user_change_password(self, request, id, form_url=""):
-        """Django's set-password page, plus what a password change must do here: audit it and
-        sign the account out everywhere, in the same transaction."""
-        with transaction.atomic():
-            user = self.get_object(request, unquote(id))
-            response = super().user_change_password(request, id, form_url)
-            if user is not None and request.method == "POST":
-                before = user.password
-                user.refresh_from_db(fields=["password"])
-                if user.password != before:
-                    user_admin_update(
-                        actor=request.user, user=user, changed=["password"], request=request
-                    )
-        return response
+        """Django's set-password page; the form saves through ``user_admin_password_set``
+        (audited, every session of the account revoked)."""
+        token = _password_request.set(request)
+        try:
+            return super().user_change_password(request, id, form_url)
+        finally:
+            _password_request.reset(token)
 
 
 @admin.register(Wallet)

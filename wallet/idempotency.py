@@ -1,15 +1,32 @@
 """Idempotency keys for money-moving POSTs, as the contract describes them.
 
-The key row is written in the same transaction as the movement it guards, so a crash can never
-leave one without the other. A transaction-scoped advisory lock on (user, key) tells a
-concurrent duplicate apart from a finished one without waiting: if another transaction holds
-it, the first request is still in flight (409); once that commits, the key row is visible and
-the response is replayed. The unique (user, key) constraint is the last word: an attempt whose
-key row collides with a committed one is rolled back and replays that one's answer.
+A request with a key runs ``run_once``: one transaction (a unit of work) holding the key's
+guard, the handler inside a savepoint, and the key row with the answer::
 
-Refusals (validation, insufficient funds, limits) are remembered too: the attempt's transaction
-is rolled back whole and a second one stores the refusal under the key (refusals are the rare
-path, so the common one pays for no savepoint).
+    lookup ──in flight (guard held)──────────────────────────▶ 409 in use (nothing stored)
+      │    ──key row, other fingerprint──────────────────────▶ 422 reused (nothing stored)
+      │    ──key row, same fingerprint───────────────────────▶ its answer again (replayed)
+      ▼ no key row (or one past the retention window)
+    handler, in a savepoint ──ok──────▶ store the answer ─┐
+                            ──refused─▶ roll back to the  │
+                                        savepoint, store  ├─commit──▶ the answer
+                                        the refusal ──────┘
+                                             └─unique key taken─▶ roll back all, look up again
+
+Why each answer is right, with any number of duplicates at once:
+
+- *The guard.* A transaction-scoped advisory lock on (user, key), tried without waiting in
+  the lookup's statement. While one attempt holds it, a duplicate is told "in flight" (409)
+  and changes nothing; it is released by the commit or rollback that ends the attempt.
+- *The key row commits with the change.* The movement (in the handler's savepoint) and the key
+  row are in one transaction: a crash leaves both or neither.
+- *Refusals are answers too.* A refusal (``_REMEMBERED``) rolls back to the savepoint, so
+  whatever the handler wrote before refusing is gone, and the refusal is stored under the key
+  like a success. Answers about the key itself (in flight, reused) are never stored.
+- *The unique key is the last word.* The lookup reads the snapshot its statement starts
+  with, before the guard is tried: a duplicate may commit its key row in between. This attempt
+  then cannot commit (its key row collides on ``wallet_idempotencykey_unique``); it is rolled
+  back whole and run again, and the lookup finds the duplicate's answer.
 """
 
 import hashlib
@@ -27,7 +44,7 @@ from rest_framework import exceptions as drf
 from rest_framework.response import Response
 
 from quickpe import metrics
-from quickpe.db import insert_models, models_from_rows, run_with_retries
+from quickpe.db import insert_models, models_from_rows
 from quickpe.errors import (
     PROBLEM_CONTENT_TYPE,
     IdempotencyKeyInUse,
@@ -37,6 +54,7 @@ from quickpe.errors import (
     QuickPeError,
     problem_exception_handler,
 )
+from quickpe.unit_of_work import savepoint, unit_of_work
 from wallet.models import IdempotencyKey
 
 HEADER = "Idempotency-Key"
@@ -51,6 +69,9 @@ _GUARD_AND_LOOKUP = """
     LEFT JOIN wallet_idempotencykey AS key_row ON key_row.user_id = %s AND key_row.key = %s
 """
 _UNIQUE_KEY = "wallet_idempotencykey_unique"
+# After a collision on the unique key the next lookup finds the duplicate's row, so a second
+# attempt answers; the third is a margin.
+_KEY_TAKEN_ATTEMPTS = 3
 REPLAYED_HEADER = "Idempotent-Replayed"
 
 
@@ -63,20 +84,25 @@ def _validated_key(request) -> str:
     return key
 
 
-def _fingerprint(request) -> tuple[str, drf.ParseError | None]:
-    """Same method, path and JSON body (compared as parsed JSON, so key order and spacing do
-    not matter; a body that is not JSON is compared byte for byte).
+def fingerprint(*, method: str, path: str, body: object) -> str:
+    """What makes two requests the same request: method, path and body, the body compared as
+    canonical JSON (sorted keys, no spacing), so key order and spacing do not matter. The API
+    and the dashboard's money forms both use it."""
+    canonical = json.dumps(body, sort_keys=True, separators=(",", ":"), default=repr)
+    return hashlib.sha256("\0".join([method, path, canonical]).encode()).hexdigest()
+
+
+def _api_fingerprint(request) -> tuple[str, drf.ParseError | None]:
+    """The fingerprint of an API request; a body that is not JSON is compared byte for byte.
 
     Also returns the parse error of a body that is not JSON: DRF parses only once, and after a
     failure ``request.data`` is silently empty, so the handler must raise this one instead."""
     raw = request._request.body  # read before DRF parses; Django caches it
-    error = None
     try:
-        body = json.dumps(request.data, sort_keys=True, separators=(",", ":"), default=repr)
+        body, error = request.data, None
     except drf.ParseError as parse_error:
         body, error = raw.hex(), parse_error
-    digest = hashlib.sha256("\0".join([request.method, request.path, body]).encode())
-    return digest.hexdigest(), error
+    return fingerprint(method=request.method, path=request.path, body=body), error
 
 
 def _advisory_lock_id(user_id: int, key: str) -> int:
@@ -102,16 +128,6 @@ class _KeyTaken(Exception):
     """A duplicate request committed this key after this attempt looked for it."""
 
 
-class _Refused(Exception):
-    """The handler refused (``error``); raised out of the attempt so its transaction rolls
-    back. Only the handler's refusals are: the key's own errors (in flight, reused) are
-    answers about the key, never stored under it."""
-
-    def __init__(self, error: Exception):
-        super().__init__(error)
-        self.error = error
-
-
 @dataclass
 class Outcome:
     """What a money-moving request answered: kept under its key and given again on a replay."""
@@ -119,6 +135,45 @@ class Outcome:
     status: int
     body: Any
     is_replay: bool = False
+
+
+def _lookup(*, user, key: str) -> IdempotencyKey | None:
+    """Take the key's guard and find its row; raises ``IdempotencyKeyInUse`` while another
+    attempt holds the guard. A row past the retention window is deleted: the key starts afresh."""
+    with connection.cursor() as cursor:
+        cursor.execute(_GUARD_AND_LOOKUP, [_advisory_lock_id(user.pk, key), user.pk, key])
+        columns = [column.name for column in cursor.description]
+        row = cursor.fetchone()
+    if not row[0]:
+        raise IdempotencyKeyInUse()
+    if row[columns.index("id")] is None:
+        return None
+    record = models_from_rows(IdempotencyKey, columns, [row])[0]
+    cutoff = timezone.now() - timedelta(hours=settings.QUICKPE_IDEMPOTENCY_TTL_HOURS)
+    if record.created_at < cutoff:
+        record.delete()
+        return None
+    return record
+
+
+def _store(*, user, key: str, fingerprint: str, outcome: Outcome) -> None:
+    """The key row with its answer; ``_KeyTaken`` if a duplicate committed the key first."""
+    try:
+        insert_models(
+            [
+                IdempotencyKey(
+                    user=user,
+                    key=key,
+                    fingerprint=fingerprint,
+                    response_status=outcome.status,
+                    response_body=outcome.body,
+                )
+            ]
+        )
+    except IntegrityError as error:
+        if getattr(getattr(error.__cause__, "diag", None), "constraint_name", "") == _UNIQUE_KEY:
+            raise _KeyTaken from error
+        raise
 
 
 def run_once(
@@ -130,84 +185,40 @@ def run_once(
     refusal: Callable[[Exception], Outcome],
     kind: str = "money",
 ) -> Outcome:
-    """Run ``handler`` at most once per (user, key) within the retention window, in one
-    transaction with the key row; the API and the dashboard's money forms both come here.
-    A refusal (``_REMEMBERED``) rolls that transaction back whole, and its ``refusal`` outcome
-    is kept under the key by a second one, which first looks for the key again: a duplicate
-    that ran in between has answered, and its answer is the one to give. Locks: a
-    transaction-scoped advisory lock on (user, key), then whatever the handler locks."""
+    """Run ``handler`` at most once per (user, key) within the retention window and return its
+    outcome, or ``refusal(error)`` for what it refused, as the module docstring describes.
+    Locks: a transaction-scoped advisory lock on (user, key), then what the handler locks."""
 
-    def attempt(refused: Outcome | None = None) -> Outcome:
-        with transaction.atomic():
-            with connection.cursor() as cursor:
-                cursor.execute(_GUARD_AND_LOOKUP, [_advisory_lock_id(user.pk, key), user.pk, key])
-                columns = [column.name for column in cursor.description]
-                row = cursor.fetchone()
-            if not row[0]:
-                raise IdempotencyKeyInUse()
-            found = row[columns.index("id")] is not None
-            record = models_from_rows(IdempotencyKey, columns, [row])[0] if found else None
-            cutoff = timezone.now() - timedelta(hours=settings.QUICKPE_IDEMPOTENCY_TTL_HOURS)
-            if record is not None and record.created_at < cutoff:
-                record.delete()  # an expired key starts afresh
-                record = None
-            if record is not None:
-                if record.fingerprint != fingerprint:
-                    raise IdempotencyKeyReused()
-                transaction.on_commit(metrics.REPLAYS.inc)
-                return Outcome(record.response_status, record.response_body, is_replay=True)
-            # No savepoint around the handler: a refusal leaves this block, and the whole
-            # transaction (the advisory lock included) rolls back.
-            if refused is not None:
-                outcome = refused
-            else:
-                try:
-                    outcome = handler()
-                except _REMEMBERED as error:
-                    raise _Refused(error) from error
-            try:
-                insert_models(
-                    [
-                        IdempotencyKey(
-                            user=user,
-                            key=key,
-                            fingerprint=fingerprint,
-                            response_status=outcome.status,
-                            response_body=outcome.body,
-                        )
-                    ]
-                )
-            except IntegrityError as error:
-                if getattr(getattr(error.__cause__, "diag", None), "constraint_name", "") == (
-                    _UNIQUE_KEY
-                ):
-                    raise _KeyTaken from error
-                raise
-            return outcome
+    @unit_of_work
+    def attempt() -> Outcome:
+        record = _lookup(user=user, key=key)
+        if record is not None:
+            if record.fingerprint != fingerprint:
+                raise IdempotencyKeyReused()
+            transaction.on_commit(metrics.REPLAYS.inc)
+            return Outcome(record.response_status, record.response_body, is_replay=True)
+        try:
+            with savepoint():
+                outcome = handler()
+        except _REMEMBERED as error:
+            outcome = refusal(error)
+            code = str(getattr(error, "code", None) or "validation_error")
+            transaction.on_commit(partial(metrics.refused, kind=kind, code=code, user=user.pk))
+        _store(user=user, key=key, fingerprint=fingerprint, outcome=outcome)
+        return outcome
 
-    def settled(refused: Outcome | None = None) -> Outcome:
-        for _ in range(2):
-            try:
-                return run_with_retries(partial(attempt, refused))
-            except _KeyTaken:
-                continue  # a duplicate committed first: the next attempt replays its answer
-        return run_with_retries(partial(attempt, refused))
-
-    try:
-        return settled()
-    except _Refused as refused_error:
-        error = refused_error.error
-    code = str(getattr(error, "code", None) or "validation_error")
-    outcome = settled(refusal(error))
-    if not outcome.is_replay:
-        transaction.on_commit(partial(metrics.refused, kind=kind, code=code, user=user.pk))
-    return outcome
+    for _ in range(_KEY_TAKEN_ATTEMPTS - 1):
+        try:
+            return attempt()
+        except _KeyTaken:
+            continue  # a duplicate committed first: the next attempt replays its answer
+    return attempt()
 
 
 def idempotent(request, view, handler: Callable[[], Response]) -> Response:
     """The API's money POSTs: ``run_once`` keyed by the Idempotency-Key header."""
     key = _validated_key(request)
-    fingerprint, parse_error = _fingerprint(request)
+    request_fingerprint, parse_error = _api_fingerprint(request)
     context = {"request": request, "view": view}
     answered: list[Response] = []  # the handler's own Response, headers and all
 
@@ -226,7 +237,7 @@ def idempotent(request, view, handler: Callable[[], Response]) -> Response:
     outcome = run_once(
         user=request.user,
         key=key,
-        fingerprint=fingerprint,
+        fingerprint=request_fingerprint,
         handler=run,
         refusal=refuse,
         kind=getattr(view, "throttle_scope", "") or "money",

@@ -42,6 +42,7 @@ from wallet.api.serializers import (
 )
 from wallet.models import Wallet
 from wallet.services import money, requests, sessions, users
+from wallet.services.posting import Posting
 
 RECENT = 8
 PAGE = 25
@@ -136,7 +137,7 @@ def _home_context(request, errors=None, values=None) -> dict:
     }
 
 
-def _movement_message(movement: money.Movement, what: str) -> str:
+def _movement_message(movement: Posting, what: str) -> str:
     amount, balance = format_inr(movement.entry.amount), format_inr(movement.wallet.balance)
     return f"{what} {amount}. Balance {balance}."
 
@@ -261,12 +262,10 @@ def money_request_act(request, pk: int, action: str):
         if not errors:
 
             def pay() -> str:
-                paid, applied = requests.money_request_pay(
+                paid, posting = requests.money_request_pay(
                     user=request.user, money_request_id=pk, request=request
                 )
-                return _movement_message(
-                    applied.movement, f"Paid {paid.requester.get_full_name()}:"
-                )
+                return _movement_message(posting, f"Paid {paid.requester.get_full_name()}:")
 
             _done, errors = money_post(request, name=f"pay-{pk}", action=pay)
     else:

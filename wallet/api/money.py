@@ -23,6 +23,7 @@ from wallet.api.serializers import (
 from wallet.idempotency import idempotent
 from wallet.models import Wallet
 from wallet.services import money
+from wallet.services.posting import Posting
 
 IDEMPOTENCY_KEY = OpenApiParameter(
     "Idempotency-Key",
@@ -40,7 +41,7 @@ MONEY_ERRORS = (
 )
 
 
-def _movement_result(movement: money.Movement) -> dict:
+def _movement_result(movement: Posting) -> dict:
     result = {
         "transaction": TransactionSerializer(movement.entry).data,
         "balance": format_paise(movement.wallet.balance),
@@ -79,7 +80,7 @@ class MoneyMovementView(APIView):
 
         return idempotent(request, self, handler)
 
-    def perform(self, request, data) -> money.Movement:
+    def perform(self, request, data) -> Posting:
         raise NotImplementedError
 
 

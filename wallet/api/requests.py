@@ -111,14 +111,14 @@ class MoneyRequestPayView(APIView):
     )
     def post(self, request, pk: int):
         def handler() -> Response:
-            money_request, applied = services.money_request_pay(
+            money_request, posting = services.money_request_pay(
                 user=request.user, money_request_id=pk, request=request
             )
             return Response(
                 {
                     "money_request": MoneyRequestSerializer(money_request).data,
-                    "transfer": TransferSerializer(applied.movement.transfer).data,
-                    "balance": format_paise(applied.movement.wallet.balance),
+                    "transfer": TransferSerializer(posting.transfer).data,
+                    "balance": format_paise(posting.wallet.balance),
                 },
                 status=status.HTTP_201_CREATED,
             )

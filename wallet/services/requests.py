@@ -1,32 +1,29 @@
 """Money requests: ask someone to pay you; they pay or decline, you cancel, or it expires.
 
-Every change locks the request's row first (a payment then locks the wallets), so two changes
-of one request queue and the second sees the first's outcome: ``money_request_pay`` moves
-money once however many times it is called at the same moment. Lock order: request rows,
-wallets, audit chain head, event streams.
+Every change is a unit of work that locks the request's row first (a payment then locks the
+wallets), so two changes of one request queue and the second sees the first's outcome:
+``money_request_pay`` moves money once however many times it is called at the same moment.
+Lock order (``wallet.locks``): request rows, wallets, audit chain head, event streams.
 """
 
 from datetime import timedelta
 
 from django.conf import settings
-from django.db import transaction
-from django.db.models import Q
 from django.utils import timezone
 
 from audit.services import audit_append
 from notifications.models import Notification
 from notifications.services import events_emit, notifications_create
-from quickpe.errors import InvalidState, NotAllowed, NotFound, QuickPeError, WalletFrozen
+from quickpe.errors import InvalidState, NotAllowed, QuickPeError, WalletFrozen
 from quickpe.money import format_inr, format_paise
+from quickpe.text import fit
+from quickpe.unit_of_work import unit_of_work
 from wallet import limits
+from wallet.locks import money_request_lock, money_requests_lock_expired
 from wallet.models import MoneyRequest, Transfer, User, Wallet
 from wallet.representations import money_request_data
-from wallet.services.money import (
-    AppliedTransfer,
-    active_user_find,
-    transfer_apply,
-    transfer_sent_notification,
-)
+from wallet.services.money import active_user_find, transfer_post, transfer_sent_notification
+from wallet.services.posting import Posting
 
 EXPIRY_BATCH = 200
 
@@ -82,6 +79,7 @@ def payer_resolve(*, identifier: str) -> User:
     return payer
 
 
+@unit_of_work
 def money_request_create(
     *, requester: User, payer: User, amount: int, note: str = "", request=None
 ) -> MoneyRequest:
@@ -94,44 +92,30 @@ def money_request_create(
     if Wallet.objects.filter(user=requester, status=Wallet.Status.FROZEN).exists():
         raise WalletFrozen()
     now = timezone.now()
-    with transaction.atomic(durable=True):
-        money_request = MoneyRequest.objects.create(
-            requester=requester,
-            payer=payer,
-            amount=amount,
-            note=note,
-            created_at=now,
-            expires_at=now + timedelta(days=settings.QUICKPE_MONEY_REQUEST_DAYS),
-        )
-        entry = _audit(money_request, actor=requester, action="create", request=request)
-        notices = notifications_create(
-            [
-                Notification(
-                    user=payer,
-                    kind=Notification.Kind.MONEY_REQUEST,
-                    title=f"{requester.get_full_name()} requests {format_inr(amount)}",
-                    body=note,
-                    data={"money_request_id": money_request.pk},
-                )
-            ]
-        )
-        events_emit(
-            _merge(_update_events(money_request, now), _notices_by_user(notices)), audit=[entry]
-        )
-    return money_request
-
-
-def _lock(*, money_request_id: int, user: User) -> MoneyRequest:
-    """Lock a request the user takes part in; anyone else's is NotFound (never leak it)."""
-    found = (
-        MoneyRequest.objects.select_for_update(of=("self",))
-        .select_related("requester", "payer")
-        .filter(Q(payer=user) | Q(requester=user), pk=money_request_id)
-        .first()
+    money_request = MoneyRequest.objects.create(
+        requester=requester,
+        payer=payer,
+        amount=amount,
+        note=fit(MoneyRequest, "note", note),
+        created_at=now,
+        expires_at=now + timedelta(days=settings.QUICKPE_MONEY_REQUEST_DAYS),
     )
-    if found is None:
-        raise NotFound("No such money request.")
-    return found
+    entry = _audit(money_request, actor=requester, action="create", request=request)
+    notices = notifications_create(
+        [
+            Notification(
+                user=payer,
+                kind=Notification.Kind.MONEY_REQUEST,
+                title=f"{requester.get_full_name()} requests {format_inr(amount)}",
+                body=money_request.note,
+                data={"money_request_id": money_request.pk},
+            )
+        ]
+    )
+    events_emit(
+        _merge(_update_events(money_request, now), _notices_by_user(notices)), audit=[entry]
+    )
+    return money_request
 
 
 def _require(money_request: MoneyRequest, *, user: User, role: str, now) -> None:
@@ -149,63 +133,60 @@ def _resolve(money_request: MoneyRequest, status: str, now, transfer: Transfer |
     money_request.save(update_fields=["status", "resolved_at", "transfer"])
 
 
+@unit_of_work
 def money_request_pay(
     *, user: User, money_request_id: int, request=None
-) -> tuple[MoneyRequest, AppliedTransfer]:
+) -> tuple[MoneyRequest, Posting]:
     """The payer pays a pending request: a transfer under every transfer rule (limits, frozen
-    wallets, funds) and the request marked ``paid`` with it, in the caller's transaction (the
-    idempotency key's). Locks: the request, then what ``transfer_apply`` locks."""
-    with transaction.atomic(savepoint=False):
-        money_request = _lock(money_request_id=money_request_id, user=user)
-        now = timezone.now()
-        _require(money_request, user=user, role="payer", now=now)
-        requester = money_request.requester
-        applied = transfer_apply(
-            sender=user,
-            recipient=requester,
-            amount=money_request.amount,
-            note=money_request.note or f"Request from {requester.get_full_name()}",
-            request=request,
-            movement_kind="money_request_pay",
-        )
-        _resolve(money_request, MoneyRequest.Status.PAID, now, applied.movement.transfer)
-        entry = _audit(money_request, actor=user, action="pay", request=request)
-        notices = notifications_create(
-            [
-                transfer_sent_notification(applied.movement.transfer),
-                Notification(
-                    user=requester,
-                    kind=Notification.Kind.MONEY_REQUEST_PAID,
-                    title=f"{user.get_full_name()} paid your request of "
-                    f"{format_inr(money_request.amount)}",
-                    body=money_request.note,
-                    data={
-                        "money_request_id": money_request.pk,
-                        "transfer_id": applied.movement.transfer.pk,
-                    },
-                ),
-            ]
-        )
-        events_emit(
-            _merge(applied.events(notices), _update_events(money_request, now)),
-            audit=[applied.audit_entry, entry],
-        )
-    return money_request, applied
+    wallets, funds) and the request marked ``paid`` with it. Locks: the request, then what
+    ``transfer_post`` locks."""
+    money_request = money_request_lock(money_request_id=money_request_id, user=user)
+    now = timezone.now()
+    _require(money_request, user=user, role="payer", now=now)
+    requester = money_request.requester
+    posting = transfer_post(
+        sender=user,
+        recipient=requester,
+        amount=money_request.amount,
+        note=money_request.note or f"Request from {requester.get_full_name()}",
+        request=request,
+        movement_kind="money_request_pay",
+    )
+    _resolve(money_request, MoneyRequest.Status.PAID, now, posting.transfer)
+    entry = _audit(money_request, actor=user, action="pay", request=request)
+    notices = notifications_create(
+        [
+            transfer_sent_notification(posting.transfer),
+            Notification(
+                user=requester,
+                kind=Notification.Kind.MONEY_REQUEST_PAID,
+                title=f"{user.get_full_name()} paid your request of "
+                f"{format_inr(money_request.amount)}",
+                body=money_request.note,
+                data={"money_request_id": money_request.pk, "transfer_id": posting.transfer.pk},
+            ),
+        ]
+    )
+    events_emit(
+        _merge(posting.events(notices), _update_events(money_request, now)),
+        audit=[posting.audit_entry, entry],
+    )
+    return money_request, posting
 
 
+@unit_of_work
 def _close(*, user: User, money_request_id: int, role: str, status: str, notice, request):
     """Decline or cancel: the one party allowed turns a pending request into ``status`` and
     the other party is told. Locks: the request, then the audit chain head."""
-    with transaction.atomic(durable=True):
-        money_request = _lock(money_request_id=money_request_id, user=user)
-        now = timezone.now()
-        _require(money_request, user=user, role=role, now=now)
-        _resolve(money_request, status, now)
-        entry = _audit(money_request, actor=user, action=status, request=request)
-        notices = notifications_create([notice(money_request)])
-        events_emit(
-            _merge(_update_events(money_request, now), _notices_by_user(notices)), audit=[entry]
-        )
+    money_request = money_request_lock(money_request_id=money_request_id, user=user)
+    now = timezone.now()
+    _require(money_request, user=user, role=role, now=now)
+    _resolve(money_request, status, now)
+    entry = _audit(money_request, actor=user, action=status, request=request)
+    notices = notifications_create([notice(money_request)])
+    events_emit(
+        _merge(_update_events(money_request, now), _notices_by_user(notices)), audit=[entry]
+    )
     return money_request
 
 
@@ -248,38 +229,40 @@ def money_request_cancel(*, user: User, money_request_id: int, request=None) -> 
 
 
 def money_requests_expire(*, now=None) -> int:
-    """Write down the expiry of pending requests past their deadline, a batch per transaction,
-    telling both parties. Requests a user is changing right now are skipped (SKIP LOCKED) and
-    picked up next run; meanwhile they already read as expired. Returns how many expired."""
+    """Write down the expiry of pending requests past their deadline, a batch per unit of
+    work, telling both parties. Requests a user is changing right now are skipped and picked
+    up next run; meanwhile they already read as expired. Returns how many expired."""
     now = now or timezone.now()
     expired = 0
     while True:
-        with transaction.atomic(durable=True):
-            batch = list(
-                MoneyRequest.objects.select_for_update(of=("self",), skip_locked=True)
-                .select_related("requester", "payer")
-                .filter(status=MoneyRequest.Status.PENDING, expires_at__lte=now)
-                .order_by("expires_at", "pk")[:EXPIRY_BATCH]
-            )
-            if not batch:
-                return expired
-            entries, events, notifications = [], [], []
-            for money_request in batch:
-                _resolve(money_request, MoneyRequest.Status.EXPIRED, money_request.expires_at)
-                entries.append(_audit(money_request, actor=None, action="expire"))
-                events.append(_update_events(money_request, now))
-                notifications.append(
-                    Notification(
-                        user=money_request.requester,
-                        kind=Notification.Kind.MONEY_REQUEST,
-                        title=f"Your request of {format_inr(money_request.amount)} to "
-                        f"{money_request.payer.get_full_name()} expired",
-                        body=money_request.note,
-                        data={"money_request_id": money_request.pk},
-                    )
-                )
-            notices = notifications_create(notifications)
-            events_emit(_merge(*events, _notices_by_user(notices)), audit=entries)
-            expired += len(batch)
-        if len(batch) < EXPIRY_BATCH:
+        batch = _expire_batch(now=now)
+        expired += batch
+        if batch < EXPIRY_BATCH:
             return expired
+
+
+@unit_of_work
+def _expire_batch(*, now) -> int:
+    """Expire up to EXPIRY_BATCH requests. Locks: the requests (SKIP LOCKED), the audit chain
+    of actor-less entries, the event streams of every party."""
+    batch = money_requests_lock_expired(now=now, limit=EXPIRY_BATCH)
+    if not batch:
+        return 0
+    entries, events, notifications = [], [], []
+    for money_request in batch:
+        _resolve(money_request, MoneyRequest.Status.EXPIRED, money_request.expires_at)
+        entries.append(_audit(money_request, actor=None, action="expire"))
+        events.append(_update_events(money_request, now))
+        notifications.append(
+            Notification(
+                user=money_request.requester,
+                kind=Notification.Kind.MONEY_REQUEST,
+                title=f"Your request of {format_inr(money_request.amount)} to "
+                f"{money_request.payer.get_full_name()} expired",
+                body=money_request.note,
+                data={"money_request_id": money_request.pk},
+            )
+        )
+    notices = notifications_create(notifications)
+    events_emit(_merge(*events, _notices_by_user(notices)), audit=entries)
+    return len(batch)

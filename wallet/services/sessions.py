@@ -9,7 +9,6 @@ that carry its id (``sid``), because API and WebSocket authentication look the s
 import hashlib
 
 from django.conf import settings
-from django.db import connection, transaction
 from django.utils import timezone
 from rest_framework_simplejwt.exceptions import TokenError
 from rest_framework_simplejwt.token_blacklist.models import BlacklistedToken, OutstandingToken
@@ -22,6 +21,9 @@ from notifications.services import events_emit, security_notification
 from quickpe.errors import NotFound, QuickPeError
 from quickpe.realtime import sessions_revoked_after_commit
 from quickpe.request_meta import client_ip, user_agent
+from quickpe.text import fit
+from quickpe.unit_of_work import require_unit, unit_of_work
+from wallet.locks import session_lock, user_lock
 from wallet.models import DeviceSession, User
 
 SESSION_CLAIM = "sid"
@@ -49,13 +51,7 @@ def describe_device(agent: str) -> tuple[str, str]:
     if hardware and hardware not in name:
         name = f"{name} ({hardware})"
     key = hashlib.sha256(f"{browser}\0{system}\0{hardware}".lower().encode()).hexdigest()
-    return name[:120], key
-
-
-def _lock_user(user: User) -> None:
-    """Serialize session changes of one user (sign-ins racing for the session cap)."""
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT id FROM wallet_user WHERE id = %s FOR UPDATE", [user.pk])
+    return fit(DeviceSession, "device", name), key
 
 
 def _new_refresh(user_id: int, session_id: int | None = None) -> RefreshToken:
@@ -104,8 +100,8 @@ def session_start(*, user: User, request=None, is_signin: bool = True):
     for the caller to emit with its audit entry. Keeps: at most QUICKPE_MAX_SESSIONS active
     sessions, the oldest revoked first. Locks: the user's row.
     """
-    assert connection.in_atomic_block, "a session is opened with the sign-in that audits it"
-    _lock_user(user)
+    require_unit("opening a session")
+    user_lock(user=user)
     now = timezone.now()
     agent = user_agent(request) if request is not None else ""
     device, device_key = describe_device(agent)
@@ -151,6 +147,7 @@ def active_sessions(*, user: User, now=None):
     return DeviceSession.objects.filter(user=user, revoked_at__isnull=True, expires_at__gt=now)
 
 
+@unit_of_work
 def session_refresh(*, raw: str, request=None) -> dict[str, str]:
     """Rotate a refresh token: the one sent stops working and a new pair is returned.
 
@@ -163,29 +160,24 @@ def session_refresh(*, raw: str, request=None) -> dict[str, str]:
     except (TokenError, KeyError, TypeError, ValueError):
         raise TokenRevoked() from None
     now = timezone.now()
-    with transaction.atomic(durable=True):
-        session = (
-            DeviceSession.objects.select_for_update()
-            .filter(
-                pk=session_id,
-                user_id=user_id,
-                user__is_active=True,
-                revoked_at__isnull=True,
-                expires_at__gt=now,
-            )
-            .first()
-        )
-        if session is None or session.refresh_jti != refresh["jti"]:
-            raise TokenRevoked()
-        _blacklist([session.refresh_jti])
-        rotated = _new_refresh(user_id, session.pk)
-        _outstand(rotated, user_id)
-        session.refresh_jti = rotated["jti"]
-        session.last_used_at = now
-        session.expires_at = datetime_from_epoch(rotated["exp"])
-        if request is not None:
-            session.ip = client_ip(request)
-        session.save(update_fields=["refresh_jti", "last_used_at", "expires_at", "ip"])
+    session = session_lock(
+        session_id=session_id,
+        user_id=user_id,
+        user__is_active=True,
+        revoked_at__isnull=True,
+        expires_at__gt=now,
+    )
+    if session is None or session.refresh_jti != refresh["jti"]:
+        raise TokenRevoked()
+    _blacklist([session.refresh_jti])
+    rotated = _new_refresh(user_id, session.pk)
+    _outstand(rotated, user_id)
+    session.refresh_jti = rotated["jti"]
+    session.last_used_at = now
+    session.expires_at = datetime_from_epoch(rotated["exp"])
+    if request is not None:
+        session.ip = client_ip(request)
+    session.save(update_fields=["refresh_jti", "last_used_at", "expires_at", "ip"])
     return _pair(rotated)
 
 
@@ -198,25 +190,25 @@ def session_end(*, refresh: RefreshToken) -> None:
         _revoke([session], timezone.now())
 
 
+@unit_of_work
 def session_revoke(*, user: User, session_id: int, request=None) -> DeviceSession:
     """Revoke one of the user's active sessions: its refresh token and access tokens stop
     working at once. Another user's session, or an ended one, is NotFound. Locks: the user's
     row, then the audit chain head."""
-    with transaction.atomic(durable=True):
-        _lock_user(user)
-        session = active_sessions(user=user).filter(pk=session_id).first()
-        if session is None:
-            raise NotFound("No such session.")
-        _revoke([session], timezone.now())
-        entry = audit_append(
-            actor=user,
-            action="session.revoke",
-            entity_type="session",
-            entity_id=session.pk,
-            data={"device": session.device},
-            request=request,
-        )
-        events_emit({}, audit=[entry])
+    user_lock(user=user)
+    session = active_sessions(user=user).filter(pk=session_id).first()
+    if session is None:
+        raise NotFound("No such session.")
+    _revoke([session], timezone.now())
+    entry = audit_append(
+        actor=user,
+        action="session.revoke",
+        entity_type="session",
+        entity_id=session.pk,
+        data={"device": session.device},
+        request=request,
+    )
+    events_emit({}, audit=[entry])
     return session
 
 
@@ -225,7 +217,7 @@ def sessions_revoke_all(*, user: User, keep_session_id: int | None = None) -> in
     working until it expires) and blacklist every refresh token, the kept session's included:
     the contract says a password change revokes them all. Returns how many tokens were live."""
     now = timezone.now()
-    _lock_user(user)
+    user_lock(user=user)
     ending = DeviceSession.objects.filter(user=user, revoked_at__isnull=True).exclude(
         pk=keep_session_id
     )

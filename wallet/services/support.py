@@ -9,7 +9,6 @@ the customer, in the one transaction of the change. Lock order, as everywhere: b
 """
 
 import math
-from dataclasses import dataclass
 from functools import partial
 
 from django.conf import settings
@@ -28,10 +27,11 @@ from notifications.services import events_emit, notifications_create, security_n
 from quickpe.errors import InsufficientFunds, InvalidState, NotAllowed, QuickPeError, RateLimited
 from quickpe.money import format_inr, format_paise
 from quickpe.throttling import wait_for
+from quickpe.unit_of_work import unit_of_work
 from wallet import limits
+from wallet.locks import transfer_lock, user_lock, wallets_lock
 from wallet.models import Category, LedgerEntry, Transfer, User, Wallet
-from wallet.references import new_reference
-from wallet.services.money import _movement_events, _write, wallets_lock
+from wallet.services.posting import Leg, Posting, post
 from wallet.services.sessions import sessions_revoke_all
 
 
@@ -57,30 +57,30 @@ def _require_permission(actor: User, permission: str) -> None:
 # Wallets --------------------------------------------------------------------------------------
 
 
+@unit_of_work
 def _wallet_status_set(
     *, wallet: Wallet, status: str, actor: User, reason: str, notice: tuple[str, str], request
 ) -> Wallet:
     reason = _required(reason)
     _require_permission(actor, "wallet.freeze_wallet")
     user = wallet.user
-    with transaction.atomic(durable=True):
-        locked = wallets_lock(user_ids=[user.pk])[user.pk]
-        if locked.status == status:
-            raise InvalidState(f"The wallet is already {status}.")
-        locked.status = status
-        locked.updated_at = timezone.now()
-        locked.save(update_fields=["status", "updated_at"])
-        entry = audit_append(
-            actor=actor,
-            action="wallet.freeze" if status == Wallet.Status.FROZEN else "wallet.unfreeze",
-            entity_type="wallet",
-            entity_id=locked.pk,
-            data={"quickpe_id": user.quickpe_id, "reason": reason},
-            request=request,
-        )
-        title, body = notice
-        user_id, event = security_notification(user=user, title=title, body=body)
-        events_emit({user_id: [event]}, audit=[entry])
+    locked = wallets_lock(user_ids=[user.pk])[user.pk]
+    if locked.status == status:
+        raise InvalidState(f"The wallet is already {status}.")
+    locked.status = status
+    locked.updated_at = timezone.now()
+    locked.save(update_fields=["status", "updated_at"])
+    entry = audit_append(
+        actor=actor,
+        action="wallet.freeze" if status == Wallet.Status.FROZEN else "wallet.unfreeze",
+        entity_type="wallet",
+        entity_id=locked.pk,
+        data={"quickpe_id": user.quickpe_id, "reason": reason},
+        request=request,
+    )
+    title, body = notice
+    user_id, event = security_notification(user=user, title=title, body=body)
+    events_emit({user_id: [event]}, audit=[entry])
     return locked
 
 
@@ -116,10 +116,7 @@ def wallet_unfreeze(*, wallet: Wallet, actor: User, reason: str, request=None) -
 # Users ----------------------------------------------------------------------------------------
 
 
-def _user_lock(user: User) -> User:
-    return User.objects.select_for_update().get(pk=user.pk)
-
-
+@unit_of_work
 def _user_active_set(
     *, user: User, is_active: bool, actor: User, reason: str, notice: tuple[str, str], request
 ) -> User:
@@ -127,28 +124,27 @@ def _user_active_set(
     _require_permission(actor, "wallet.deactivate_user")
     if user.pk == actor.pk:
         raise NotAllowed("You cannot change your own account's access.")
-    with transaction.atomic(durable=True):
-        locked = _user_lock(user)
-        if locked.is_superuser and not actor.is_superuser:
-            raise NotAllowed("Only a superuser can change a superuser's access.")
-        if locked.is_active == is_active:
-            raise InvalidState(f"The account is already {'active' if is_active else 'inactive'}.")
-        locked.is_active = is_active
-        locked.save(update_fields=["is_active"])
-        data = {"quickpe_id": locked.quickpe_id, "reason": reason}
-        if not is_active:
-            data["revoked_tokens"] = sessions_revoke_all(user=locked)
-        entry = audit_append(
-            actor=actor,
-            action="admin.user_reactivate" if is_active else "admin.user_deactivate",
-            entity_type="user",
-            entity_id=locked.pk,
-            data=data,
-            request=request,
-        )
-        title, body = notice
-        user_id, event = security_notification(user=locked, title=title, body=body)
-        events_emit({user_id: [event]}, audit=[entry])
+    locked = user_lock(user=user)
+    if locked.is_superuser and not actor.is_superuser:
+        raise NotAllowed("Only a superuser can change a superuser's access.")
+    if locked.is_active == is_active:
+        raise InvalidState(f"The account is already {'active' if is_active else 'inactive'}.")
+    locked.is_active = is_active
+    locked.save(update_fields=["is_active"])
+    data = {"quickpe_id": locked.quickpe_id, "reason": reason}
+    if not is_active:
+        data["revoked_tokens"] = sessions_revoke_all(user=locked)
+    entry = audit_append(
+        actor=actor,
+        action="admin.user_reactivate" if is_active else "admin.user_deactivate",
+        entity_type="user",
+        entity_id=locked.pk,
+        data=data,
+        request=request,
+    )
+    title, body = notice
+    user_id, event = security_notification(user=locked, title=title, body=body)
+    events_emit({user_id: [event]}, audit=[entry])
     return locked
 
 
@@ -212,83 +208,67 @@ def password_reset_send(*, user: User, actor: User, reason: str, request) -> Non
     context = {"user": user, "link": request.build_absolute_uri(path)}
     subject = render_to_string("registration/support_password_reset_subject.txt", context)
     body = render_to_string("registration/support_password_reset_email.txt", context)
-    with transaction.atomic(durable=True):
-        entry = audit_append(
-            actor=actor,
-            action="admin.password_reset_send",
-            entity_type="user",
-            entity_id=user.pk,
-            data={"quickpe_id": user.quickpe_id, "email": user.email, "reason": reason},
-            request=request,
-        )
-        user_id, event = security_notification(
-            user=user,
-            title="We sent you a password reset link",
-            body="QuickPe support emailed you a link to choose a new password. If you did not "
-            "ask for it, ignore the email: your password stays as it is.",
-        )
-        events_emit({user_id: [event]}, audit=[entry])
-        transaction.on_commit(partial(send_mail, subject.strip(), body, None, [user.email]))
+    _password_reset_record(
+        user=user, actor=actor, reason=reason, email=(subject.strip(), body), request=request
+    )
+
+
+@unit_of_work
+def _password_reset_record(*, user: User, actor: User, reason: str, email, request) -> None:
+    """Audit the reset link, tell the user, and send the email once this commits."""
+    entry = audit_append(
+        actor=actor,
+        action="admin.password_reset_send",
+        entity_type="user",
+        entity_id=user.pk,
+        data={"quickpe_id": user.quickpe_id, "email": user.email, "reason": reason},
+        request=request,
+    )
+    user_id, event = security_notification(
+        user=user,
+        title="We sent you a password reset link",
+        body="QuickPe support emailed you a link to choose a new password. If you did not "
+        "ask for it, ignore the email: your password stays as it is.",
+    )
+    events_emit({user_id: [event]}, audit=[entry])
+    transaction.on_commit(partial(send_mail, *email, None, [user.email]))
 
 
 def password_reset_complete(*, user: User, password: str, request=None) -> None:
     """Set the password chosen through a reset link (already checked by the reset form's
     validators) and sign every device out: sessions revoked, refresh tokens blacklisted.
-    Audited as the user's own change, with a ``security`` notification. Locks: the user row,
-    the user's audit chain head, the user's stream."""
-    with transaction.atomic(durable=True):
-        user.set_password(password)
-        user.save(update_fields=["password"])
-        revoked = sessions_revoke_all(user=user)
-        user_id, event = security_notification(
-            user=user,
-            title="Your password was reset",
-            body="Every device was signed out. If this was not you, contact QuickPe support.",
-        )
-        entry = audit_append(
-            actor=user,
-            action="user.password_reset",
-            entity_type="user",
-            entity_id=user.pk,
-            data={"revoked_tokens": revoked},
-            request=request,
-        )
-        events_emit({user_id: [event]}, audit=[entry])
+    Audited as the user's own change, with a ``security`` notification. The hash is made
+    before the unit of work: hashing holds no locks."""
+    user.set_password(password)
+    _password_reset_save(user=user, request=request)
+
+
+@unit_of_work
+def _password_reset_save(*, user: User, request) -> None:
+    """Locks: the user row, the user's audit chain head, the user's stream."""
+    user.save(update_fields=["password"])
+    revoked = sessions_revoke_all(user=user)
+    user_id, event = security_notification(
+        user=user,
+        title="Your password was reset",
+        body="Every device was signed out. If this was not you, contact QuickPe support.",
+    )
+    entry = audit_append(
+        actor=user,
+        action="user.password_reset",
+        entity_type="user",
+        entity_id=user.pk,
+        data={"revoked_tokens": revoked},
+        request=request,
+    )
+    events_emit({user_id: [event]}, audit=[entry])
 
 
 # Transfers ------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class Reversal:
-    transfer: Transfer
-    debit: LedgerEntry  # the original recipient's line
-    credit: LedgerEntry  # the original sender's line
-
-
-def _reversal_line(
-    wallet: Wallet, *, direction: str, transfer: Transfer, counterparty: User, now, description
-) -> LedgerEntry:
-    """``money._line`` for a reversal, whose direction is not implied by its kind."""
-    is_credit = direction == LedgerEntry.Direction.CREDIT
-    wallet.balance += transfer.amount if is_credit else -transfer.amount
-    wallet.updated_at = now
-    return LedgerEntry(
-        wallet=wallet,
-        kind=LedgerEntry.Kind.REVERSAL,
-        direction=direction,
-        amount=transfer.amount,
-        balance_after=wallet.balance,
-        category=transfer.category or Category.TRANSFER,
-        description=description,
-        counterparty=counterparty,
-        transfer=transfer,
-        reference=new_reference("TXN"),
-        created_at=now,
-    )
-
-
-def transfer_reverse(*, transfer: Transfer, actor: User, reason: str, request=None) -> Reversal:
+@unit_of_work
+def transfer_reverse(*, transfer: Transfer, actor: User, reason: str, request=None) -> Posting:
     """Send a completed transfer's money back: a new movement from the original recipient to
     the original sender, two ledger lines of kind ``reversal`` (a debit on the recipient, a
     credit on the sender) linked to the transfer, whose status becomes ``reversed``. No money
@@ -309,98 +289,88 @@ def transfer_reverse(*, transfer: Transfer, actor: User, reason: str, request=No
     _require_permission(actor, "wallet.reverse_transfer")
     if actor.pk in (transfer.sender_id, transfer.recipient_id):
         raise NotAllowed("You cannot reverse a transfer you took part in.")
-    with transaction.atomic(durable=True):
-        wallets = wallets_lock(user_ids=[transfer.sender_id, transfer.recipient_id])
-        locked = (
-            Transfer.objects.select_for_update(of=("self",))
-            .select_related("sender", "recipient")
-            .get(pk=transfer.pk)
-        )
-        if locked.status == Transfer.Status.REVERSED:
-            raise InvalidState("This transfer was already reversed.")
-        source, target = wallets[locked.recipient_id], wallets[locked.sender_id]
-        if source.balance < locked.amount:
-            raise InsufficientFunds("The recipient no longer has the money to send back.")
-        limits.check_balance_cap(target, locked.amount, is_own_wallet=False)
-        sender, recipient = locked.sender, locked.recipient
-        now = timezone.now()
-        locked.status = Transfer.Status.REVERSED
-        locked.save(update_fields=["status"])
-        debit, credit = _write(
-            [source, target],
-            [
-                _reversal_line(
-                    source,
-                    direction=LedgerEntry.Direction.DEBIT,
-                    transfer=locked,
-                    counterparty=sender,
-                    now=now,
-                    description=f"Reversal of {locked.reference} from {sender.get_full_name()}",
-                ),
-                _reversal_line(
-                    target,
-                    direction=LedgerEntry.Direction.CREDIT,
-                    transfer=locked,
-                    counterparty=recipient,
-                    now=now,
-                    description=f"Reversal of {locked.reference} to {recipient.get_full_name()}",
-                ),
-            ],
-        )
-        movement = audit_append(
-            actor=actor,
-            action="transfer.reverse",
-            entity_type="transfer",
-            entity_id=locked.pk,
-            data={
-                "reference": locked.reference,
-                "amount": format_paise(locked.amount),
-                "from": recipient.quickpe_id,
-                "to": sender.quickpe_id,
-                "debit": debit.reference,
-                "credit": credit.reference,
-            },
-            request=request,
-        )
-        decision = audit_append(
-            actor=actor,
-            action="admin.transfer_reverse",
-            entity_type="transfer",
-            entity_id=locked.pk,
-            data={"reference": locked.reference, "reason": reason},
-            request=request,
-        )
-        amount = format_inr(locked.amount)
-        notices = notifications_create(
-            [
-                Notification(
-                    user=sender,
-                    kind=Notification.Kind.TRANSFER_RECEIVED,
-                    title=f"{amount} returned to you",
-                    body=f"QuickPe support reversed your transfer {locked.reference} to "
-                    f"{recipient.get_full_name()}.",
-                    data={
-                        "transfer_id": locked.pk,
-                        "reference": locked.reference,
-                        "transaction_id": credit.pk,
-                    },
-                ),
-                Notification(
-                    user=recipient,
-                    kind=Notification.Kind.TRANSFER_SENT,
-                    title=f"{amount} sent back",
-                    body=f"QuickPe support reversed the transfer {locked.reference} from "
-                    f"{sender.get_full_name()}.",
-                    data={
-                        "transfer_id": locked.pk,
-                        "reference": locked.reference,
-                        "transaction_id": debit.pk,
-                    },
-                ),
-            ]
-        )
-        events_emit(
-            _movement_events(notices, (recipient.pk, debit), (sender.pk, credit)),
-            audit=[movement, decision],
-        )
-    return Reversal(transfer=locked, debit=debit, credit=credit)
+    wallets = wallets_lock(user_ids=[transfer.sender_id, transfer.recipient_id])
+    locked = transfer_lock(transfer_id=transfer.pk)
+    if locked.status == Transfer.Status.REVERSED:
+        raise InvalidState("This transfer was already reversed.")
+    source, target = wallets[locked.recipient_id], wallets[locked.sender_id]
+    if source.balance < locked.amount:
+        raise InsufficientFunds("The recipient no longer has the money to send back.")
+    limits.check_balance_cap(target, locked.amount, is_own_wallet=False)
+    sender, recipient = locked.sender, locked.recipient
+    locked.status = Transfer.Status.REVERSED
+    locked.save(update_fields=["status"])
+    posting = post(
+        amount=locked.amount,
+        legs=[
+            Leg(
+                wallet=source,
+                direction=LedgerEntry.Direction.DEBIT,
+                kind=LedgerEntry.Kind.REVERSAL,
+                description=f"Reversal of {locked.reference} from {sender.get_full_name()}",
+                counterparty=sender,
+            ),
+            Leg(
+                wallet=target,
+                direction=LedgerEntry.Direction.CREDIT,
+                kind=LedgerEntry.Kind.REVERSAL,
+                description=f"Reversal of {locked.reference} to {recipient.get_full_name()}",
+                counterparty=recipient,
+            ),
+        ],
+        category=locked.category or Category.TRANSFER,
+        now=timezone.now(),
+        actor=actor,
+        action="transfer.reverse",
+        audit_data=lambda lines: {
+            "reference": locked.reference,
+            "amount": format_paise(locked.amount),
+            "from": recipient.quickpe_id,
+            "to": sender.quickpe_id,
+            "debit": lines[0].reference,
+            "credit": lines[1].reference,
+        },
+        request=request,
+        movement_kind=LedgerEntry.Kind.REVERSAL,
+        transfer=locked,
+    )
+    debit, credit = posting.lines
+    decision = audit_append(
+        actor=actor,
+        action="admin.transfer_reverse",
+        entity_type="transfer",
+        entity_id=locked.pk,
+        data={"reference": locked.reference, "reason": reason},
+        request=request,
+    )
+    amount = format_inr(locked.amount)
+    notices = notifications_create(
+        [
+            Notification(
+                user=sender,
+                kind=Notification.Kind.TRANSFER_RECEIVED,
+                title=f"{amount} returned to you",
+                body=f"QuickPe support reversed your transfer {locked.reference} to "
+                f"{recipient.get_full_name()}.",
+                data={
+                    "transfer_id": locked.pk,
+                    "reference": locked.reference,
+                    "transaction_id": credit.pk,
+                },
+            ),
+            Notification(
+                user=recipient,
+                kind=Notification.Kind.TRANSFER_SENT,
+                title=f"{amount} sent back",
+                body=f"QuickPe support reversed the transfer {locked.reference} from "
+                f"{sender.get_full_name()}.",
+                data={
+                    "transfer_id": locked.pk,
+                    "reference": locked.reference,
+                    "transaction_id": debit.pk,
+                },
+            ),
+        ]
+    )
+    events_emit(posting.events(notices), audit=[posting.audit_entry, decision])
+    return posting

@@ -11,6 +11,8 @@ from audit.services import audit_append
 from notifications.services import events_emit, security_notification
 from quickpe.errors import InvalidCredentials, QuickPeError
 from quickpe.jobs import dispatch_after_commit
+from quickpe.unit_of_work import unit_of_work
+from wallet.locks import user_lock
 from wallet.models import User, Wallet
 from wallet.references import new_quickpe_id
 from wallet.services import sessions
@@ -56,6 +58,7 @@ def normalize_email(email: str) -> str:
     return email.strip().lower()
 
 
+@unit_of_work
 def user_create(
     *,
     email: str,
@@ -72,102 +75,109 @@ def user_create(
     inside a savepoint. The optional signup bonus is an ordinary audited deposit.
     """
     email = normalize_email(email)
-    with transaction.atomic():
-        if User.objects.filter(email=email).exists():
-            raise EmailTaken()
-        user = User(
-            email=email,
-            first_name=first_name,
-            last_name=last_name,
-            is_staff=is_staff,
-            is_superuser=is_superuser,
-        )
-        if password:
-            password_check(password, user=user, field="password")
-            user.set_password(password)
-        else:
-            user.set_unusable_password()
-        for _attempt in range(10):
-            user.quickpe_id = new_quickpe_id()
-            try:
-                with transaction.atomic():
-                    user.save(force_insert=True)
-                break
-            except IntegrityError as error:
-                if "quickpe_id" not in str(error):
-                    raise EmailTaken() from None  # lost a race with a concurrent sign-up
-        else:
-            raise RuntimeError("could not allocate a unique QuickPe ID")
-        Wallet.objects.create(user=user)
-        _audit(
-            actor=user,
-            action="user.signup",
-            entity_type="user",
-            entity_id=user.pk,
-            data={"email": email, "quickpe_id": user.quickpe_id, "is_staff": is_staff},
-            request=request,
-        )
-        if settings.QUICKPE_SIGNUP_BONUS:
-            from wallet.tasks import signup_bonus_credit  # tasks import services
+    if User.objects.filter(email=email).exists():
+        raise EmailTaken()
+    user = User(
+        email=email,
+        first_name=first_name,
+        last_name=last_name,
+        is_staff=is_staff,
+        is_superuser=is_superuser,
+    )
+    if password:
+        password_check(password, user=user, field="password")
+        user.set_password(password)
+    else:
+        user.set_unusable_password()
+    for _attempt in range(10):
+        user.quickpe_id = new_quickpe_id()
+        try:
+            with transaction.atomic():
+                user.save(force_insert=True)
+            break
+        except IntegrityError as error:
+            if "quickpe_id" not in str(error):
+                raise EmailTaken() from None  # lost a race with a concurrent sign-up
+    else:
+        raise RuntimeError("could not allocate a unique QuickPe ID")
+    Wallet.objects.create(user=user)
+    _audit(
+        actor=user,
+        action="user.signup",
+        entity_type="user",
+        entity_id=user.pk,
+        data={"email": email, "quickpe_id": user.quickpe_id, "is_staff": is_staff},
+        request=request,
+    )
+    if settings.QUICKPE_SIGNUP_BONUS:
+        from wallet.tasks import signup_bonus_credit  # tasks import services
 
-            # Credited by a worker once the account exists: signup stays fast, and the
-            # bonus arrives as a live deposit (balance, line, notification) moments later.
-            dispatch_after_commit(signup_bonus_credit, user.pk)
+        # Credited by a worker once the account exists: signup stays fast, and the
+        # bonus arrives as a live deposit (balance, line, notification) moments later.
+        dispatch_after_commit(signup_bonus_credit, user.pk)
     return user
 
 
+@unit_of_work
 def tokens_issue(user: User, *, request=None) -> dict[str, str]:
     """A token pair on a new device session, without a sign-in (signup's first device)."""
-    with transaction.atomic():
-        tokens, _session, _events = sessions.session_start(
-            user=user, request=request, is_signin=False
-        )
+    tokens, _session, _events = sessions.session_start(user=user, request=request, is_signin=False)
     return tokens
 
 
 def user_signin(*, email: str, password: str, request=None) -> tuple[User, dict[str, str]]:
     """Check the password and open a device session (a first sign-in from a device sends a
-    ``security`` notification); a failure is audited and raises InvalidCredentials."""
+    ``security`` notification); a failure is audited and raises InvalidCredentials. The
+    password is checked before the unit of work: hashing holds no locks."""
     email = normalize_email(email)
     user = authenticate(request, username=email, password=password)
-    with transaction.atomic():
-        if user is None:
-            _audit(
-                actor=None,
-                action="user.signin_failed",
-                entity_type="user",
-                data={"email": email},
-                request=request,
-            )
-        else:
-            tokens, session, events = sessions.session_start(user=user, request=request)
-            _audit(
-                events=events,
-                actor=user,
-                action="user.signin",
-                entity_type="user",
-                entity_id=user.pk,
-                data={"session_id": session.pk, "device": session.device},
-                request=request,
-            )
     if user is None:
+        _signin_failure_record(email=email, request=request)
         raise InvalidCredentials()
-    return user, tokens
+    return user, _signin_record(user=user, request=request)
 
 
+@unit_of_work
+def _signin_failure_record(*, email: str, request) -> None:
+    _audit(
+        actor=None,
+        action="user.signin_failed",
+        entity_type="user",
+        data={"email": email},
+        request=request,
+    )
+
+
+@unit_of_work
+def _signin_record(*, user: User, request) -> dict[str, str]:
+    """Open the device session of a sign-in and audit it. Locks: the user row, the user's
+    audit chain head, the user's stream."""
+    tokens, session, events = sessions.session_start(user=user, request=request)
+    _audit(
+        events=events,
+        actor=user,
+        action="user.signin",
+        entity_type="user",
+        entity_id=user.pk,
+        data={"session_id": session.pk, "device": session.device},
+        request=request,
+    )
+    return tokens
+
+
+@unit_of_work
 def user_signout(*, refresh: RefreshToken, request=None) -> None:
     """Revoke one refresh token (idempotent: revoking a revoked token is not an error)."""
     user = User.objects.filter(pk=refresh.payload.get("user_id")).first()
-    with transaction.atomic():
-        refresh.blacklist()
-        sessions.session_end(refresh=refresh)
-        _audit(
-            actor=user,
-            action="user.signout",
-            entity_type="user",
-            entity_id=user.pk if user else "",
-            request=request,
-        )
+    refresh.blacklist()
+    sessions.session_end(refresh=refresh)
+    _audit(
+        actor=user,
+        action="user.signout",
+        entity_type="user",
+        entity_id=user.pk if user else "",
+        request=request,
+    )
 
 
 def user_password_change(
@@ -179,70 +189,121 @@ def user_password_change(
     request=None,
 ) -> None:
     """Change the password, sign every other device out and revoke every refresh token of the
-    user (this device's too: it keeps its access token until that expires), in one
-    transaction. Locks: the user's row, the audit chain head."""
+    user (this device's too: it keeps its access token until that expires). The passwords are
+    checked before the unit of work: hashing holds no locks."""
     if not user.check_password(old_password):
         raise WrongPassword.on_field("old_password")
     password_check(new_password, user=user, field="new_password")
-    with transaction.atomic():
-        user.set_password(new_password)
-        user.save(update_fields=["password"])
-        revoked = sessions.sessions_revoke_all(user=user, keep_session_id=current_session_id)
-        user_id, notice = security_notification(
-            user=user,
-            title="Your password was changed",
-            body="Every other device was signed out. If this was not you, contact support.",
-        )
-        _audit(
-            events={user_id: [notice]},
-            actor=user,
-            action="user.password_change",
-            entity_type="user",
-            entity_id=user.pk,
-            data={"revoked_tokens": revoked},
-            request=request,
-        )
+    user.set_password(new_password)
+    _password_change_save(user=user, current_session_id=current_session_id, request=request)
 
 
+@unit_of_work
+def _password_change_save(*, user: User, current_session_id: int | None, request) -> None:
+    """Save the new password hash, revoke the sessions, audit and tell the user.
+    Locks: the user row, the user's audit chain head, the user's stream."""
+    user.save(update_fields=["password"])
+    revoked = sessions.sessions_revoke_all(user=user, keep_session_id=current_session_id)
+    user_id, notice = security_notification(
+        user=user,
+        title="Your password was changed",
+        body="Every other device was signed out. If this was not you, contact support.",
+    )
+    _audit(
+        events={user_id: [notice]},
+        actor=user,
+        action="user.password_change",
+        entity_type="user",
+        entity_id=user.pk,
+        data={"revoked_tokens": revoked},
+        request=request,
+    )
+
+
+@unit_of_work
 def user_update_profile(*, user: User, request=None, **changes: str) -> User:
     allowed = {k: v for k, v in changes.items() if k in ("first_name", "last_name")}
     if not allowed:
         return user
-    with transaction.atomic():
-        before = {field: getattr(user, field) for field in allowed}
-        for field, value in allowed.items():
-            setattr(user, field, value)
-        user.save(update_fields=list(allowed))
-        _audit(
-            actor=user,
-            action="user.profile_update",
-            entity_type="user",
-            entity_id=user.pk,
-            data={"before": before, "after": allowed},
-            request=request,
-        )
+    before = {field: getattr(user, field) for field in allowed}
+    for field, value in allowed.items():
+        setattr(user, field, value)
+    user.save(update_fields=list(allowed))
+    _audit(
+        actor=user,
+        action="user.profile_update",
+        entity_type="user",
+        entity_id=user.pk,
+        data={"before": before, "after": allowed},
+        request=request,
+    )
     return user
 
 
-def user_admin_update(*, actor: User, user: User, changed: list[str], request=None) -> None:
-    """Record a change support staff made to an account in the admin (already saved by the
-    admin in this request's transaction). Passwords are named, never recorded."""
-    with transaction.atomic():
-        if "password" in changed or ("is_active" in changed and not user.is_active):
-            sessions.sessions_revoke_all(user=user)
-        _audit(
-            actor=actor,
-            action="admin.user_change",
-            entity_type="user",
-            entity_id=user.pk,
-            data={
-                "changed": sorted(changed),
-                "values": {
-                    field: getattr(user, field)
-                    for field in changed
-                    if field
-                    in ("first_name", "last_name", "is_active", "is_staff", "is_superuser", "email")
-                },
-            },
-            request=request,
-        )
+# What support staff may change on an account in the admin's form, and what the audit entry
+# records of each (passwords are named, never recorded).
+ADMIN_EDITABLE = ("email", "first_name", "last_name", "is_staff", "is_superuser")
+
+
+@unit_of_work
+def user_admin_change(
+    *, actor: User, user: User, changes: dict, also_changed: list[str] = (), request=None
+) -> User:
+    """Save what support staff changed on an account in the admin (``changes``: field ->
+    new value, of ``ADMIN_EDITABLE``), with the email normalised as at sign-up (else the
+    customer could neither sign in nor be paid by email), and audit it; ``also_changed``
+    names what the admin saves itself (groups), recorded without values. Keeps: one account
+    per email (``EmailTaken``). Locks: the user row, the actor's audit chain head."""
+    unknown = set(changes) - set(ADMIN_EDITABLE)
+    assert not unknown, f"not editable in the admin: {sorted(unknown)}"
+    locked = user_lock(user=user)
+    if "email" in changes:
+        changes = {**changes, "email": normalize_email(changes["email"])}
+        if User.objects.filter(email=changes["email"]).exclude(pk=locked.pk).exists():
+            raise EmailTaken.on_field("email")
+    changed = sorted(field for field, value in changes.items() if getattr(locked, field) != value)
+    if not changed and not also_changed:
+        return locked
+    for field in changed:
+        setattr(locked, field, changes[field])
+    if changed:
+        locked.save(update_fields=changed)
+    _audit(
+        actor=actor,
+        action="admin.user_change",
+        entity_type="user",
+        entity_id=locked.pk,
+        data={
+            "changed": sorted([*changed, *also_changed]),
+            "values": {field: changes[field] for field in changed},
+        },
+        request=request,
+    )
+    return locked
+
+
+def user_admin_password_set(*, actor: User, user: User, password: str | None, request=None) -> User:
+    """Set (or, with None, disable) an account's password from the admin and sign it out
+    everywhere: sessions revoked, refresh tokens blacklisted. Audited with the password named,
+    never recorded. The hash is made before the unit of work: hashing holds no locks."""
+    if password is None:
+        user.set_unusable_password()
+    else:
+        user.set_password(password)
+    return _admin_password_save(actor=actor, user=user, request=request)
+
+
+@unit_of_work
+def _admin_password_save(*, actor: User, user: User, request) -> User:
+    """Locks: the user row, the actor's audit chain head."""
+    user.save(update_fields=["password"])
+    sessions.sessions_revoke_all(user=user)
+    _audit(
+        actor=actor,
+        action="admin.user_change",
+        entity_type="user",
+        entity_id=user.pk,
+        data={"changed": ["password"], "values": {}},
+        request=request,
+    )
+    return user
