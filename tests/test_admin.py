@@ -173,3 +173,84 @@ def test_pages_link_related_objects(staff_browser, alice, bob):
         "transfer_in",
         "transfer_out",
     ]
+
+
+def change_form(user, **changes) -> dict:
+    return {
+        "email": user.email,
+        "first_name": user.first_name,
+        "last_name": user.last_name,
+        "date_joined_0": "2026-01-01",
+        "date_joined_1": "00:00:00",
+        **changes,
+    }
+
+
+def test_an_email_edited_in_the_admin_is_stored_as_signup_stores_it(staff_browser, alice, bob):
+    """Support types an address with capitals and spaces: it is saved normalised, so the
+    customer signs in with it and can be paid by it."""
+    staff, browser = staff_browser
+    response = browser.post(
+        f"/admin/wallet/user/{alice.pk}/change/",
+        change_form(alice, email="  Alice.New@Example.COM "),
+    )
+    assert response.status_code == 302, response.content[:2000]
+    alice.refresh_from_db()
+    assert alice.email == "alice.new@example.com"
+    entry = AuditEntry.objects.get(action="admin.user_change")
+    assert (entry.actor, entry.data["changed"]) == (staff, ["email"])
+    signed_in = client_for().post(
+        "/api/v1/auth/signin",
+        {"email": "ALICE.NEW@example.com", "password": PASSWORD},
+        format="json",
+    )
+    assert signed_in.status_code == 200, signed_in.content
+    fund(bob, 10_00)
+    paid = client_for(bob).post(
+        "/api/v1/transfers",
+        {"recipient": "alice.new@example.com", "amount": "1.00"},
+        format="json",
+        HTTP_IDEMPOTENCY_KEY="by-email",
+    )
+    assert paid.status_code == 201, paid.content
+
+
+def test_an_admin_email_taken_in_another_case_is_refused_on_the_form(staff_browser, alice, bob):
+    _, browser = staff_browser
+    before = AuditEntry.objects.count()
+    response = browser.post(
+        f"/admin/wallet/user/{alice.pk}/change/", change_form(alice, email=bob.email.upper())
+    )
+    assert response.status_code == 200
+    assert b"An account with this email already exists." in response.content
+    alice.refresh_from_db()
+    assert alice.email != bob.email
+    assert AuditEntry.objects.count() == before
+
+
+def test_a_password_set_in_the_admin_signs_the_account_out_and_is_audited(staff_browser, alice):
+    staff, browser = staff_browser
+    token = (
+        client_for()
+        .post("/api/v1/auth/signin", {"email": alice.email, "password": PASSWORD}, format="json")
+        .json()["refresh"]
+    )
+    response = browser.post(
+        f"/admin/wallet/user/{alice.pk}/password/",
+        {
+            "password1": "a-brand-new-passphrase",
+            "password2": "a-brand-new-passphrase",
+            "set_usable_password": "true",
+        },
+    )
+    assert response.status_code == 302, response.content[:2000]
+    entry = AuditEntry.objects.get(action="admin.user_change")
+    assert (entry.actor, entry.data) == (staff, {"changed": ["password"], "values": {}})
+    refreshed = client_for().post("/api/v1/auth/refresh", {"refresh": token}, format="json")
+    assert refreshed.status_code == 401
+    signed_in = client_for().post(
+        "/api/v1/auth/signin",
+        {"email": alice.email, "password": "a-brand-new-passphrase"},
+        format="json",
+    )
+    assert signed_in.status_code == 200

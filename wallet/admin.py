@@ -12,9 +12,11 @@ reversing transfers and creating or editing accounts are for superusers only.
 
 from contextvars import ContextVar
 
+from django import forms
 from django.contrib import admin
 from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
 from django.contrib.auth.forms import AdminPasswordChangeForm
+from django.contrib.auth.forms import UserChangeForm as DjangoUserChangeForm
 from django.contrib.auth.views import INTERNAL_RESET_SESSION_TOKEN, PasswordResetConfirmView
 from django.http import HttpResponseRedirect
 from django.utils import timezone
@@ -37,6 +39,8 @@ from wallet.models import (
 from wallet.services import support
 from wallet.services.users import (
     ADMIN_EDITABLE,
+    EmailTaken,
+    normalize_email,
     user_admin_change,
     user_admin_password_set,
     user_create,
@@ -65,6 +69,17 @@ class PasswordSetForm(AdminPasswordChangeForm):
             password=self.cleaned_data["password1"] if usable else None,
             request=request,
         )
+
+
+class UserChangeForm(DjangoUserChangeForm):
+    """The admin's account form: the email is compared as sign-up stores it (normalised), so
+    a change that differs from another account's only in case is refused on the form."""
+
+    def clean_email(self):
+        email = normalize_email(self.cleaned_data["email"])
+        if User.objects.filter(email=email).exclude(pk=self.instance.pk).exists():
+            raise forms.ValidationError(EmailTaken.default_detail, code=EmailTaken.code)
+        return email
 
 
 def _activity_links(user: User) -> str:
@@ -101,6 +116,7 @@ class UserAdmin(StaffAdmin, DjangoUserAdmin):
     search_help_text = "An exact email address or QuickPe ID (QP...)."
     date_hierarchy = "date_joined"
     change_password_form = PasswordSetForm
+    form = UserChangeForm
     # is_active changes only through the deactivate/reactivate actions, which ask for a reason.
     readonly_fields = ["quickpe_id", "is_active", "date_joined", "last_login", "activity"]
     fieldsets = [
