@@ -16,33 +16,10 @@ from audit.chain import (
 )
 from audit.masking import mask_data
 from audit.models import AuditChainHead, AuditEntry
+from quickpe import statements
 from quickpe.formats import timestamp
 from quickpe.request_meta import client_ip, user_agent
 from quickpe.unit_of_work import claim_audit_chain
-
-# One round trip per entry: lock the chain head, then take the next seq (in that order: the
-# materialised CTE locks before the one that reads it calls nextval, so seqs of one chain
-# follow the order its appends commit in), insert the entry whose hash PostgreSQL computes
-# from the head's hash and the canonical JSON around the seq (both halves made by
-# audit.chain, the one definition of the format), and move the head.
-_APPEND = """
-    WITH locked AS MATERIALIZED (
-        SELECT chain, last_hash FROM audit_auditchainhead WHERE chain = %s FOR NO KEY UPDATE
-    ), head AS (
-        SELECT chain, last_hash, nextval(pg_get_serial_sequence('audit_auditentry', 'seq')) AS seq
-        FROM locked
-    ), entry AS (
-        INSERT INTO audit_auditentry (seq, chain, actor_id, action, entity_type, entity_id, data,
-                                      ip, user_agent, created_at, prev_hash, hash)
-        SELECT head.seq, head.chain, %s, %s, %s, %s, %s::jsonb, %s, %s, %s, head.last_hash,
-               encode(sha256(convert_to(head.last_hash || %s || head.seq || %s, 'UTF8')), 'hex')
-        FROM head
-        RETURNING seq, chain, prev_hash, hash
-    )
-    UPDATE audit_auditchainhead AS head SET last_seq = entry.seq, last_hash = entry.hash
-    FROM entry WHERE head.chain = entry.chain
-    RETURNING entry.seq, entry.prev_hash, entry.hash
-"""
 
 
 def chain_for(actor_id: int | None) -> int:
@@ -84,7 +61,7 @@ def audit_append(
     before, after = canonical_around_seq(**fields)
     with connection.cursor() as cursor:
         cursor.execute(
-            _APPEND,
+            statements.AUDIT_APPEND,
             [
                 chain,
                 actor_id,

@@ -1,8 +1,9 @@
 -- The database work of one POST /api/v1/transfers, without HTTP or Python (pgbench, -M simple).
--- Same tables, same rows locked, in the same order, and the same statements (CTEs merged as
--- the API merges them) as wallet.idempotency.idempotent() around
--- wallet.services.money.transfer_create(): wallets, transfer, ledger lines, the audit entry,
--- the two notifications and the seven events of the outbox, and the idempotency key.
+-- Same tables, same rows locked, in the same order, and the same statements (quickpe/statements.py;
+-- tests/test_statements.py checks this file against what an API transfer runs) as
+-- wallet.idempotency.idempotent() around wallet.services.money.transfer_create(): the handler's
+-- savepoint, wallets, transfer, ledger lines, the audit entry, the two notifications and the
+-- seven events of the outbox, and the idempotency key.
 -- The analytics figures' trigger on wallet_ledgerentry runs here as it does for the API.
 -- Set by bench.run with -D: ubase (first bench user id; ids are contiguous), nusers,
 -- nchains (QUICKPE_AUDIT_CHAINS), run (a tag that keeps idempotency keys unique), n=0.
@@ -27,7 +28,10 @@ FROM (SELECT 1) AS one
 LEFT JOIN wallet_idempotencykey AS key_row
        ON key_row.user_id = :sid AND key_row.key = 'pgb-:run-:client_id-:n';
 
--- money.wallets_lock: both wallets, FOR UPDATE in primary-key order, one query. The outer
+-- wallet.idempotency: the handler runs in a savepoint (a refusal rolls back to it).
+SAVEPOINT handler;
+
+-- wallet.locks.wallets_lock: both wallets, FOR NO KEY UPDATE in primary-key order. The outer
 -- SELECT only folds the two locked rows into one, for \gset; today is the Asia/Kolkata day.
 WITH locked AS (
     SELECT id, user_id, balance, status, limits_day, deposited_on_day, outgoing_on_day,
@@ -35,7 +39,7 @@ WITH locked AS (
     FROM wallet_wallet
     WHERE user_id IN (:sid, :rid)
     ORDER BY id ASC
-    FOR UPDATE
+    FOR NO KEY UPDATE
 ), today AS (SELECT (now() AT TIME ZONE 'Asia/Kolkata')::date AS day)
 SELECT max(id) FILTER (WHERE user_id = :sid) AS swid,
        max(balance) FILTER (WHERE user_id = :sid) AS sbal,
@@ -48,7 +52,7 @@ SELECT max(id) FILTER (WHERE user_id = :sid) AS swid,
 FROM locked, today
 \gset
 
--- money._write: the transfer, both wallets (one UPDATE of absolute values computed by the
+-- posting.post: the transfer, both wallets (one UPDATE of absolute values computed by the
 -- caller) and both ledger lines in one statement; the lines take the transfer's id from its CTE.
 WITH transfer AS (
     INSERT INTO wallet_transfer
@@ -85,12 +89,13 @@ WITH transfer AS (
 SELECT id AS tid, reference AS tref FROM transfer
 \gset
 
--- audit_append: one statement locks the sender's chain head, takes the next seq, inserts the
--- entry hashed by PostgreSQL over the canonical JSON around the seq, and moves the head.
-WITH head AS (
-    SELECT chain, last_hash,
-           nextval(pg_get_serial_sequence('audit_auditentry', 'seq')) AS seq
-    FROM audit_auditchainhead WHERE chain = :chain FOR UPDATE
+-- audit_append: one statement locks the sender's chain head, then takes the next seq, inserts
+-- the entry hashed by PostgreSQL over the canonical JSON around the seq, and moves the head.
+WITH locked AS MATERIALIZED (
+    SELECT chain, last_hash FROM audit_auditchainhead WHERE chain = :chain FOR NO KEY UPDATE
+), head AS (
+    SELECT chain, last_hash, nextval(pg_get_serial_sequence('audit_auditentry', 'seq')) AS seq
+    FROM locked
 ), entry AS (
     INSERT INTO audit_auditentry
         (seq, chain, actor_id, action, entity_type, entity_id, data, ip, user_agent, created_at,
@@ -151,6 +156,8 @@ WITH stream AS (
     JOIN stream USING (user_id)
 )
 SELECT user_id, last_seq FROM stream;
+
+RELEASE SAVEPOINT handler;
 
 -- wallet.idempotency: the key row with the response, committed with the movement.
 INSERT INTO wallet_idempotencykey

@@ -14,6 +14,7 @@ from django.utils import timezone
 
 from audit.services import entry_data
 from notifications.models import Event, Notification
+from quickpe import statements
 from quickpe.db import insert_statement, keys_assign
 from quickpe.formats import timestamp
 from quickpe.logs import get_logger
@@ -22,40 +23,6 @@ from quickpe.text import fit
 from quickpe.unit_of_work import claim_events_emit, require_unit, unit_of_work
 
 _log = get_logger("quickpe.events")
-
-# One statement for a whole emit: it takes every stream's lock (in user-id order, by the
-# ORDER BY of the upsert), reserves each stream's seq numbers and inserts the events, numbered
-# back from the stream's new last seq. The events travel as one JSON array (one json.dumps;
-# psycopg quotes array parameters element by element in Python, several times slower).
-_EMIT = """
-    WITH event AS (
-        SELECT * FROM jsonb_to_recordset(%s::jsonb)
-            AS event(user_id bigint, before_last bigint, type text, data jsonb)
-    ), stream AS (
-        INSERT INTO notifications_eventstream (user_id, last_seq)
-        SELECT user_id, count(*) FROM event GROUP BY user_id ORDER BY user_id
-        ON CONFLICT (user_id)
-        DO UPDATE SET last_seq = notifications_eventstream.last_seq + EXCLUDED.last_seq
-        RETURNING user_id, last_seq
-    ), added AS (
-        INSERT INTO notifications_event (user_id, seq, type, data, created_at)
-        SELECT event.user_id, stream.last_seq - event.before_last, event.type, event.data, %s
-        FROM event JOIN stream USING (user_id)
-    )
-    SELECT user_id, last_seq FROM stream
-"""
-# Notifications and each one's unread count after it, in one statement. The new rows are not
-# visible to the count (one snapshot per statement), so the count is the unread rows before
-# plus the user's new unread ones.
-_NOTIFY = """
-    WITH added AS ({insert} RETURNING id, user_id, read_at)
-    SELECT added.id,
-           (SELECT count(*) FROM notifications_notification AS earlier
-            WHERE earlier.user_id = added.user_id AND earlier.read_at IS NULL)
-           + (SELECT count(*) FROM added AS mine
-              WHERE mine.user_id = added.user_id AND mine.read_at IS NULL)
-    FROM added
-"""
 
 
 def events_emit(
@@ -84,7 +51,7 @@ def events_emit(
         for offset, (kind, data) in enumerate(items)
     ]
     with connection.cursor() as cursor:
-        cursor.execute(_EMIT, [json.dumps(rows), timezone.now()])
+        cursor.execute(statements.EVENTS_EMIT, [json.dumps(rows), timezone.now()])
         last = dict(cursor.fetchall())
     ring_after_commit(last)
     # The request id (or task id) of whatever made these events joins them to it in the logs.
@@ -144,7 +111,7 @@ def notifications_create(notifications: list[Notification]) -> list[tuple[int, t
         notification.body = fit(Notification, "body", notification.body)
     insert, params = insert_statement(notifications)
     with connection.cursor() as cursor:
-        cursor.execute(_NOTIFY.format(insert=insert), params)
+        cursor.execute(statements.NOTIFICATIONS_INSERT.format(insert=insert), params)
         rows = cursor.fetchall()
     keys_assign(notifications, [key for key, _ in rows])
     return [

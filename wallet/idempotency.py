@@ -43,7 +43,7 @@ from django.utils import timezone
 from rest_framework import exceptions as drf
 from rest_framework.response import Response
 
-from quickpe import metrics
+from quickpe import metrics, statements
 from quickpe.db import insert_models, models_from_rows
 from quickpe.errors import (
     PROBLEM_CONTENT_TYPE,
@@ -58,16 +58,6 @@ from quickpe.unit_of_work import savepoint, unit_of_work
 from wallet.models import IdempotencyKey
 
 HEADER = "Idempotency-Key"
-# The in-flight guard and the key's row in one round trip. The row is read in the snapshot the
-# statement starts with, before the lock is tried, so a duplicate that commits in between goes
-# unseen: this attempt then runs too but cannot commit, because its key row collides with the
-# duplicate's on the unique constraint (``_KeyTaken``); it is rolled back whole and run again,
-# and finds the duplicate's answer.
-_GUARD_AND_LOOKUP = """
-    SELECT pg_try_advisory_xact_lock(%s) AS in_flight_guard, key_row.*
-    FROM (SELECT 1) AS one
-    LEFT JOIN wallet_idempotencykey AS key_row ON key_row.user_id = %s AND key_row.key = %s
-"""
 _UNIQUE_KEY = "wallet_idempotencykey_unique"
 # After a collision on the unique key the next lookup finds the duplicate's row, so a second
 # attempt answers; the third is a margin.
@@ -141,7 +131,9 @@ def _lookup(*, user, key: str) -> IdempotencyKey | None:
     """Take the key's guard and find its row; raises ``IdempotencyKeyInUse`` while another
     attempt holds the guard. A row past the retention window is deleted: the key starts afresh."""
     with connection.cursor() as cursor:
-        cursor.execute(_GUARD_AND_LOOKUP, [_advisory_lock_id(user.pk, key), user.pk, key])
+        cursor.execute(
+            statements.IDEMPOTENCY_GUARD_AND_LOOKUP, [_advisory_lock_id(user.pk, key), user.pk, key]
+        )
         columns = [column.name for column in cursor.description]
         row = cursor.fetchone()
     if not row[0]:

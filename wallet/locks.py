@@ -20,16 +20,13 @@ without waiting for the change to commit.
 
 from django.db.models import Q
 
+from quickpe import statements
 from quickpe.db import fetch_models
 from quickpe.errors import NotFound
 from quickpe.unit_of_work import claim_lock
 from wallet.models import DeviceSession, MoneyRequest, Transfer, User, Wallet
 
 MONEY_REQUEST, USER, SESSION, WALLETS, TRANSFER = 1, 2, 3, 4, 5
-
-# Hand-written for the money hot path (see quickpe.db.fetch_models): one placeholder per id,
-# because psycopg quotes an array parameter element by element in Python.
-_WALLETS = "SELECT * FROM wallet_wallet WHERE user_id IN ({}) ORDER BY id FOR NO KEY UPDATE"
 
 
 def money_request_lock(*, money_request_id: int, user: User) -> MoneyRequest:
@@ -82,7 +79,7 @@ def wallets_lock(*, user_ids: list[int]) -> dict[int, Wallet]:
     same first row instead of deadlocking."""
     claim_lock(WALLETS, "wallets")
     placeholders = ", ".join(["%s"] * len(user_ids))
-    wallets = fetch_models(Wallet, _WALLETS.format(placeholders), list(user_ids))
+    wallets = fetch_models(Wallet, statements.WALLETS_LOCK.format(placeholders), list(user_ids))
     return {wallet.user_id: wallet for wallet in wallets}
 
 

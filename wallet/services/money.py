@@ -15,6 +15,7 @@ from django.utils import timezone
 from audit.models import AuditEntry
 from notifications.models import Notification
 from notifications.services import events_emit, notifications_create
+from quickpe import statements
 from quickpe.db import fetch_models
 from quickpe.errors import InsufficientFunds, RecipientNotFound, SelfTransfer, WalletFrozen
 from quickpe.money import format_inr, format_paise
@@ -25,10 +26,6 @@ from wallet.locks import wallets_lock
 from wallet.models import Category, LedgerEntry, Transfer, User, Wallet
 from wallet.references import new_reference
 from wallet.services.posting import Leg, Posting, post
-
-# Hand-written for the money hot path (see quickpe.db.fetch_models).
-_ACTIVE_USER_BY_EMAIL = "SELECT * FROM wallet_user WHERE email = %s AND is_active"
-_ACTIVE_USER_BY_QUICKPE_ID = "SELECT * FROM wallet_user WHERE quickpe_id = %s AND is_active"
 
 
 def _ensure_active(*wallets: Wallet) -> None:
@@ -168,9 +165,9 @@ def active_user_find(*, identifier: str) -> User | None:
     """A QuickPe ID (any case) or an email address -> that active user, or None."""
     identifier = identifier.strip()
     if "@" in identifier:
-        found = fetch_models(User, _ACTIVE_USER_BY_EMAIL, [identifier.lower()])
+        found = fetch_models(User, statements.ACTIVE_USER_BY_EMAIL, [identifier.lower()])
     else:
-        found = fetch_models(User, _ACTIVE_USER_BY_QUICKPE_ID, [identifier.upper()])
+        found = fetch_models(User, statements.ACTIVE_USER_BY_QUICKPE_ID, [identifier.upper()])
     return found[0] if found else None
 
 

@@ -16,6 +16,7 @@ from django.db import connection, transaction
 
 from audit.models import AuditEntry
 from audit.services import audit_append
+from quickpe import statements
 from quickpe.db import insert_statement, keys_assign
 from quickpe.metrics import movement_committed
 from quickpe.money import format_paise
@@ -24,17 +25,6 @@ from quickpe.unit_of_work import require_unit
 from wallet.models import LedgerEntry, Transfer, User, Wallet
 from wallet.references import new_reference
 from wallet.representations import transaction_data
-
-# The wallets' new values, the transfer (when it is new) and the lines in one statement (CTEs
-# run once each, referenced or not): Django's bulk_update builds a CASE per field and row,
-# which costs more than the round trips it saves. Only placeholders are interpolated.
-_WALLETS_UPDATE = (
-    "UPDATE wallet_wallet AS w SET balance = v.balance, updated_at = v.updated_at,"
-    " limits_day = v.limits_day, deposited_on_day = v.deposited, outgoing_on_day = v.outgoing"
-    " FROM (VALUES {rows}) AS v(id, balance, updated_at, limits_day, deposited, outgoing)"
-    " WHERE w.id = v.id"
-)
-_WALLET_ROW = "(%s::bigint, %s::bigint, %s::timestamptz, %s::date, %s::bigint, %s::bigint)"
 
 
 @dataclass(frozen=True)
@@ -150,7 +140,8 @@ def _apply(wallet: Wallet, direction: str, amount: int, now: datetime) -> int:
 
 
 def _write(wallets: list[Wallet], lines: list[LedgerEntry], transfer: Transfer | None) -> None:
-    ctes = [f"moved AS ({_WALLETS_UPDATE.format(rows=', '.join([_WALLET_ROW] * len(wallets)))})"]
+    rows = ", ".join([statements.POSTING_WALLET_VALUES] * len(wallets))
+    ctes = [f"moved AS ({statements.POSTING_WALLETS_UPDATE.format(rows=rows)})"]
     params: list = []
     is_new_transfer = transfer is not None and transfer._state.adding
     if is_new_transfer:
@@ -173,7 +164,8 @@ def _write(wallets: list[Wallet], lines: list[LedgerEntry], transfer: Transfer |
     )
     with connection.cursor() as cursor:
         cursor.execute(
-            f"WITH {', '.join(ctes)} {insert} RETURNING id, transfer_id", params + line_params
+            statements.POSTING.format(ctes=", ".join(ctes), lines_insert=insert),
+            params + line_params,
         )
         keys = cursor.fetchall()
     keys_assign(lines, [key for key, _ in keys])
