@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 # Start embedded PostgreSQL/Redis when DATABASE_URL/REDIS_URL are unset; stop them afterwards.
 WITH_SERVICES := $(PY) -m quickpe.embedded run --
 
-.PHONY: install run test lint format bench bench-tools test-tools screenshots stop clean
+.PHONY: install run test lint format bench bench-compare bench-tools test-tools screenshots stop clean
 
 install: $(STAMP)
 
@@ -40,6 +40,11 @@ BENCHES := run ws exports analytics
 bench: install bench-tools
 	$(WITH_SERVICES) sh -c 'status=0; for b in $(BENCHES); do \
 	  $(PY) -m bench.$$b || status=1; done; exit $$status'
+
+# Two commits' transfer benchmarks side by side, alternately: make bench-compare BASE=<ref>
+ROUNDS ?= 3
+bench-compare: install bench-tools
+	$(WITH_SERVICES) $(PY) -m bench.compare $(BASE) $(ROUNDS)
 
 # Debian packages some targets use, installed only when the command is missing, when we are
 # root and when apt knows the package (a stale package list gets one `apt-get update` and a
