@@ -12,7 +12,6 @@ from django.shortcuts import redirect, render
 from django.utils import timezone
 from django.views.decorators.http import require_POST
 
-from audit.masking import mask_email
 from quickpe.dashboard import (
     DEVICE_SESSION,
     browser_sign_in,
@@ -23,6 +22,7 @@ from quickpe.dashboard import (
     throttled,
 )
 from quickpe.errors import QuickPeError
+from quickpe.formats import mask_email
 from quickpe.money import format_inr
 from quickpe.throttling import (
     MoneyRateThrottle,
