@@ -119,7 +119,7 @@ TEMPLATES = [
                 "django.template.context_processors.request",
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
-                "quickpe.dashboard.dashboard_context",
+                "notifications.context_processors.dashboard_context",
             ],
         },
     },
