@@ -31,9 +31,8 @@ class UserManager(BaseUserManager):
         return self.create_user(email, password, is_staff=True, is_superuser=True, **fields)
 
     def in_active_session(self, *, user_id: int, session_id: int) -> "User | None":
-        """The user, while device session ``session_id`` of theirs is active (what an access
-        token speaks for: ``quickpe.authentication``); active or not as a user is the caller's
-        check."""
+        """The user if device session ``session_id`` is theirs and active: whom an access token
+        speaks for (``quickpe.authentication``, which also checks ``is_active``)."""
         found = fetch_models(self.model, _USER_IN_ACTIVE_SESSION, [user_id, session_id])
         return found[0] if found else None
 
