@@ -26,6 +26,7 @@ test: install lint test-tools
 lint: install
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/lint-imports
 	$(WITH_SERVICES) sh -c '$(PY) manage.py makemigrations --check --dry-run && \
 		$(PY) manage.py spectacular --validate --fail-on-warn --file /dev/null'
 

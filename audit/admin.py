@@ -1,42 +1,12 @@
-from datetime import datetime, time, timedelta
-from zoneinfo import ZoneInfo
-
-from django import forms
-from django.conf import settings
-from django.contrib import admin, messages
+from django.contrib import admin
 from django.core.exceptions import PermissionDenied
-from django.http import HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import NoReverseMatch, path, reverse
-from django.utils import timezone
 from django.utils.html import format_html
 
-from analytics.models import Export
-from analytics.services import audit_log_export_create
 from audit.models import AuditEntry
 from audit.services import audit_verify
 from quickpe.admin import ReadOnlyAdmin, admin_link
-
-
-class AuditLogExportForm(forms.Form):
-    """A period of whole Asia/Kolkata days (inclusive), as the customers' exports read it."""
-
-    start = forms.DateField(label="From", widget=forms.DateInput(attrs={"type": "date"}))
-    end = forms.DateField(label="To", widget=forms.DateInput(attrs={"type": "date"}))
-    format = forms.ChoiceField(choices=Export.Format.choices)
-
-    def clean(self):
-        data = super().clean()
-        if data.get("start") and data.get("end") and data["end"] < data["start"]:
-            raise forms.ValidationError("'To' must not be before 'From'.")
-        return data
-
-    def period(self) -> tuple[datetime, datetime]:
-        zone = ZoneInfo(settings.QUICKPE_BUSINESS_TIME_ZONE)
-        start = datetime.combine(self.cleaned_data["start"], time.min, tzinfo=zone)
-        end = datetime.combine(self.cleaned_data["end"] + timedelta(days=1), time.min, tzinfo=zone)
-        return start, end
-
 
 # entity_type -> the admin page of that kind of object.
 _ENTITY_PAGES = {
@@ -53,8 +23,8 @@ _ENTITY_PAGES = {
 class AuditEntryAdmin(ReadOnlyAdmin):
     """Read-only, superusers included: the database refuses UPDATE and DELETE on this table
     anyway. Staff with ``audit.verify_chain`` (the compliance group) can run the chain check
-    from the list page, and those with ``audit.export_log`` (compliance too) export the whole
-    log as CSV or PDF, built by a Celery worker like a customer's export."""
+    from the list page. Exporting the whole log is added by ``analytics.admin``, which builds
+    exports."""
 
     ordering = ["-seq"]
     sortable_by = ()
@@ -85,39 +55,7 @@ class AuditEntryAdmin(ReadOnlyAdmin):
             self.admin_site.admin_view(self.verify_view),
             name="audit_auditentry_verify",
         )
-        export = path(
-            "export/",
-            self.admin_site.admin_view(self.export_view),
-            name="audit_auditentry_export",
-        )
-        return [verify, export, *super().get_urls()]
-
-    def export_view(self, request):
-        """GET shows the form (default: the last 30 days); POST queues the export and goes to
-        its page, where its progress and, once built, its download link show."""
-        if not request.user.has_perm("audit.export_log"):
-            raise PermissionDenied
-        today = timezone.now().astimezone(ZoneInfo(settings.QUICKPE_BUSINESS_TIME_ZONE)).date()
-        initial = {"start": today - timedelta(days=29), "end": today, "format": "csv"}
-        form = AuditLogExportForm(request.POST or None, initial=initial)
-        if request.method == "POST" and form.is_valid():
-            start, end = form.period()
-            export = audit_log_export_create(
-                actor=request.user,
-                format=form.cleaned_data["format"],
-                period_start=start,
-                period_end=end,
-                request=request,
-            )
-            messages.success(request, f"Audit log export #{export.pk} queued.")
-            return HttpResponseRedirect(reverse("admin:analytics_export_change", args=[export.pk]))
-        context = {
-            **self.admin_site.each_context(request),
-            "title": "Export the audit log",
-            "opts": self.model._meta,
-            "form": form,
-        }
-        return TemplateResponse(request, "admin/audit/auditentry/export.html", context)
+        return [verify, *super().get_urls()]
 
     def verify_view(self, request):
         """GET shows the page; POST walks every chain (a full read of the log, so only on

@@ -1,15 +1,9 @@
 """PII masking for audit data: what an auditor needs to follow events, not the PII itself."""
 
+from quickpe.formats import mask_email
+
 _EMAIL_KEYS = {"email", "recipient_email", "payer_email"}
 _SECRET_KEYS = {"password", "old_password", "new_password", "token", "refresh", "access"}
-
-
-def mask_email(email: str) -> str:
-    """``alice@example.com`` -> ``al***@example.com`` (the contract's format)."""
-    local, at, domain = email.partition("@")
-    if not at:
-        return local[:2] + "***"
-    return f"{local[:2]}***@{domain}"
 
 
 def mask_data(data: dict) -> dict:

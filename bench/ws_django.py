@@ -47,10 +47,10 @@ def setup(out_path: str, count: int, senders: int) -> int:
     from django.utils import timezone
     from rest_framework_simplejwt.tokens import AccessToken
 
+    from quickpe.authentication import SESSION_CLAIM
     from wallet.models import DeviceSession, User, Wallet
     from wallet.references import new_quickpe_id
     from wallet.services.money import deposit_create
-    from wallet.services.sessions import SESSION_CLAIM
     from wallet.services.users import user_create
 
     started = time.monotonic()

@@ -13,6 +13,7 @@ from urllib.parse import parse_qs, urlparse
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from django.conf import settings
+from django.contrib.auth.base_user import AbstractBaseUser
 from django.http.request import split_domain_port, validate_host
 from django.utils import timezone
 from rest_framework_simplejwt.exceptions import TokenError
@@ -21,13 +22,10 @@ from rest_framework_simplejwt.tokens import AccessToken
 from notifications import selectors
 from notifications.services import event_frame
 from quickpe import metrics
-from quickpe.authentication import user_for_access_token
-from quickpe.dashboard import DEVICE_SESSION
+from quickpe.authentication import DEVICE_SESSION, SESSION_CLAIM, user_for_access_token
 from quickpe.formats import timestamp
 from quickpe.logs import get_logger, request_id, valid_request_id
 from quickpe.realtime import group_for
-from wallet.models import User
-from wallet.services.sessions import SESSION_CLAIM, active_sessions
 
 CLOSE_UNAUTHORIZED = 4401
 CLOSE_TOO_BIG = 1009
@@ -55,18 +53,13 @@ def _origin_allowed(scope) -> bool:
 
 
 @database_sync_to_async
-def _token_holder(raw: str) -> tuple[User | None, AccessToken | None]:
+def _token_holder(raw: str) -> tuple[AbstractBaseUser | None, AccessToken | None]:
     """The user of a valid access token whose device session is active (as over HTTP)."""
     try:
         token = AccessToken(raw)
     except TokenError:
         return None, None
     return user_for_access_token(token), token
-
-
-@database_sync_to_async
-def _device_active(user, session_id) -> bool:
-    return session_id is not None and active_sessions(user=user).filter(pk=session_id).exists()
 
 
 class EventStreamConsumer(AsyncJsonWebsocketConsumer):
@@ -118,7 +111,7 @@ class EventStreamConsumer(AsyncJsonWebsocketConsumer):
             # A dashboard page: its browser's device session must be active, as for its pages,
             # and revoking it closes this socket too (sessions_revoked).
             device = self.scope["session"].get(DEVICE_SESSION)
-            if await _device_active(session_user, device):
+            if await database_sync_to_async(session_user.has_active_session)(device):
                 self.session_id = device
                 return session_user, None
         return None, None

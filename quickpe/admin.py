@@ -29,9 +29,6 @@ from django.utils.text import capfirst
 
 from quickpe.errors import QuickPeError
 
-admin.site.site_header = "QuickPe admin"
-admin.site.site_title = "QuickPe admin"
-
 _QUICKPE_ID = re.compile(r"QP[0-9]{8}")
 # An action changes at most this many rows at once: "select all" on a large list must not
 # freeze (or reverse) thousands of things by one click.

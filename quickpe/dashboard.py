@@ -1,52 +1,22 @@
-"""What every dashboard page shares: signing a browser in as a device session, the check that
-the session is still active, the API's rate limits applied to forms, money forms run once per
-idempotency key, and domain errors put into words next to their field.
+"""What every dashboard page shares: the check that the browser's device session is still
+active, the API's rate limits applied to forms, and domain errors put into words next to their
+field.
 
-The pages call the same services as the API; this module only adapts HTTP forms to them.
+The pages call the same services as the API; these helpers only adapt HTTP forms to them.
 """
 
-import uuid
 from functools import wraps
 from types import SimpleNamespace
 
 from django.conf import settings
 from django.contrib import messages
-from django.contrib.auth import login, logout
-from django.db import OperationalError
+from django.contrib.auth import logout
 from django.shortcuts import redirect
 from django.utils import timezone
-from rest_framework_simplejwt.tokens import RefreshToken
 
-from quickpe.errors import QuickPeError, is_timeout
+from quickpe.authentication import DEVICE_SESSION
+from quickpe.errors import QuickPeError
 from quickpe.money import InvalidAmount, format_inr, parse_amount
-from wallet.idempotency import Outcome, fingerprint, run_once
-from wallet.models import DeviceSession
-from wallet.services.sessions import SESSION_CLAIM
-
-DEVICE_SESSION = "device_session"  # the browser's DeviceSession id, in its Django session
-KEY_FIELD = "idempotency_key"
-
-
-def dashboard_context(request) -> dict:
-    """Template context of the signed-in pages: the bell's count and the event stream's URL."""
-    if not request.path.startswith("/app/") or not request.user.is_authenticated:
-        return {}
-    from notifications.models import Notification
-    from notifications.selectors import stream_position
-
-    unread = Notification.objects.filter(user=request.user, read_at__isnull=True).count()
-    return {
-        "unread": unread,
-        "websocket_url": settings.QUICKPE_WEBSOCKET_URL,
-        # The page shows the state as of this event: the socket replays anything after it.
-        "last_event_id": stream_position(user_id=request.user.pk),
-    }
-
-
-def browser_sign_in(request, user, tokens: dict) -> None:
-    """Sign the browser in with the device session the sign-in service just opened."""
-    login(request, user, backend="django.contrib.auth.backends.ModelBackend")
-    request.session[DEVICE_SESSION] = RefreshToken(tokens["refresh"], verify=False)[SESSION_CLAIM]
 
 
 def signed_in(view):
@@ -55,14 +25,8 @@ def signed_in(view):
 
     @wraps(view)
     def page(request, *args, **kwargs):
-        if (
-            request.user.is_authenticated
-            and DeviceSession.objects.filter(
-                pk=request.session.get(DEVICE_SESSION),
-                user=request.user,
-                revoked_at__isnull=True,
-                expires_at__gt=timezone.now(),
-            ).exists()
+        if request.user.is_authenticated and request.user.has_active_session(
+            request.session.get(DEVICE_SESSION)
         ):
             # Times on the pages are the customers' (Asia/Kolkata), as on their statements.
             with timezone.override(settings.QUICKPE_BUSINESS_TIME_ZONE):
@@ -116,53 +80,3 @@ def error_words(error: QuickPeError | dict) -> tuple[str, str]:
     if first.get("remaining") is not None:
         message += f" You can still use {format_inr(round(float(first['remaining']) * 100))} today."
     return first.get("field") or "", message
-
-
-def new_key() -> str:
-    return uuid.uuid4().hex
-
-
-# Form names -> the movement kinds the API's endpoints count under (metrics, logs).
-_KINDS = {"send": "transfer", "deposit": "deposit", "pay": "money_request_pay"}
-
-
-def money_post(request, *, name: str, action) -> tuple[bool, dict[str, str]]:
-    """Run a money form once per its idempotency key (the API's machinery: the key row lives in
-    the movement's transaction). ``action()`` calls the service and returns the message shown
-    after the redirect. Returns (done, field errors). A refresh or a double submit of the same
-    form finds its key and gets the first outcome again, never a second payment."""
-    key = request.POST.get(KEY_FIELD, "")
-    if not key or len(key) > 255:
-        return False, {"": "This form has expired; please try again."}
-    fields = {k: v for k, v in request.POST.items() if k not in (KEY_FIELD, "csrfmiddlewaretoken")}
-    form_fingerprint = fingerprint(method="POST", path=request.path, body=[name, fields])
-
-    def handler() -> Outcome:
-        return Outcome(201, {"message": action()})
-
-    def refusal(error: Exception) -> Outcome:
-        field, message = error_words(error)
-        return Outcome(
-            getattr(error, "status", 400), {"errors": [{"field": field, "detail": message}]}
-        )
-
-    try:
-        outcome = run_once(
-            user=request.user,
-            key=f"form:{key}",
-            fingerprint=form_fingerprint,
-            handler=handler,
-            refusal=refusal,
-            kind=_KINDS.get(name.split("-")[0], name),
-        )
-    except QuickPeError as error:  # in flight elsewhere, or the key reused for other values
-        return False, {"": error.detail}
-    except OperationalError as error:
-        if not is_timeout(error):
-            raise
-        return False, {"": "QuickPe is busy; nothing was changed. Please try again."}
-    if outcome.status < 400:
-        messages.success(request, outcome.body["message"])
-        return True, {}
-    first = outcome.body["errors"][0]
-    return False, {first["field"] or "": first["detail"]}

@@ -4,14 +4,19 @@ Used only when ``DATABASE_URL`` / ``REDIS_URL`` are unset, so a fresh clone need
 Python. Both servers keep their data under ``.data/`` (git-ignored) and listen on Unix sockets
 there, so two checkouts never collide on a port. Production sets the URLs and never imports this.
 
+Settings only read the environment; the embedded start happens before them, in the entry
+points: ``manage.py`` (``start_missing``, the servers are left running) and
+
     python -m quickpe.embedded run -- CMD...   start what is missing, run CMD with the URLs
-                                               exported, then stop what this call started
+                                               (and a development SECRET_KEY) exported, then
+                                               stop what this call started
     python -m quickpe.embedded start|stop|status
 """
 
 import contextlib
 import fcntl
 import os
+import secrets
 import signal
 import subprocess
 import sys
@@ -152,11 +157,25 @@ def stop_redis() -> None:
                 redis.Redis(unix_socket_path=str(_redis_socket())).shutdown(nosave=False)
 
 
+# --- Development secret key ---------------------------------------------------------------
+
+
+def development_secret_key() -> str:
+    """A random key kept under .data/ so every local process (and gunicorn worker) shares it."""
+    path = DATA_DIR / "secret_key"
+    with _file_lock("secret_key"):
+        if not path.exists():
+            path.touch(mode=0o600)  # readable by this user only, before it holds the key
+            path.write_text(secrets.token_urlsafe(50))
+    return path.read_text().strip()
+
+
 # --- Command line -------------------------------------------------------------------------
 
 
-def _start_missing() -> tuple[dict[str, str], list[str]]:
-    """Export URLs for whatever the environment does not configure; return what was started."""
+def start_missing() -> tuple[dict[str, str], list[str]]:
+    """The variables settings need for whatever the environment does not configure, starting
+    those services; and which ones this call started."""
     started = []
     environment = {}
     if not os.environ.get("DATABASE_URL"):
@@ -164,6 +183,8 @@ def _start_missing() -> tuple[dict[str, str], list[str]]:
         environment["DATABASE_URL"] = ensure_postgres()
         # Tells settings this URL is the embedded development database, not production.
         environment["QUICKPE_EMBEDDED"] = "1"
+        if not os.environ.get("SECRET_KEY"):
+            environment["SECRET_KEY"] = development_secret_key()
         if not was_running:
             started.append("postgres")
     if not os.environ.get("REDIS_URL"):
@@ -196,7 +217,7 @@ def _is_alive(pid: int) -> bool:
 
 def _take_lease() -> tuple[dict[str, str], Path]:
     with _file_lock("leases"):
-        environment, started = _start_missing()
+        environment, started = start_missing()
         _leases().mkdir(parents=True, exist_ok=True)
         marker = _leases() / "started"
         if started:

@@ -13,7 +13,7 @@ from contextvars import ContextVar
 
 import structlog
 
-from audit.masking import mask_email
+from quickpe.formats import mask_email
 
 REQUEST_ID_HEADER = "X-Request-ID"
 request_id: ContextVar[str | None] = ContextVar("request_id", default=None)

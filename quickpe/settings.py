@@ -1,56 +1,52 @@
-"""QuickPe settings. Every value comes from the environment through ``quickpe.env``.
+"""QuickPe settings. Every value comes from the environment through ``quickpe.env``; importing
+this module only reads it: it starts no server and writes no file.
 
-With no ``DATABASE_URL`` / ``REDIS_URL`` the embedded development services start on demand
-(``quickpe.embedded``). The README lists every variable.
+Production sets ``DATABASE_URL``, ``REDIS_URL`` and ``SECRET_KEY``. In development ``manage.py``
+and ``python -m quickpe.embedded run -- COMMAND`` (``make run``, ``make test``, ...) start the
+embedded PostgreSQL and Redis when the URLs are unset and set all three (``quickpe.embedded``).
+The README lists every variable.
 """
 
 import ipaddress
-import secrets
-import sys
 from datetime import timedelta
 from pathlib import Path
 
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
-from quickpe import embedded
-from quickpe.env import env_bool, env_choice, env_int, env_list, env_paise, env_rate, env_str
+from quickpe.env import (
+    env_bool,
+    env_choice,
+    env_int,
+    env_list,
+    env_paise,
+    env_rate,
+    env_required,
+    env_str,
+)
 from quickpe.logs import logging_config
 
 BASE_DIR = Path(__file__).resolve().parent.parent
+# This deployment's files (Celery beat's schedule, exports by default); the embedded services
+# keep their data here too.
+DATA_DIR = Path(env_str("QUICKPE_DATA_DIR") or BASE_DIR / ".data").resolve()
 
-# The embedded default is a developer's machine; production always sets DATABASE_URL.
-DATABASE_URL = env_str("DATABASE_URL")
-REDIS_URL = env_str("REDIS_URL")
-IS_EMBEDDED = not DATABASE_URL or env_bool("QUICKPE_EMBEDDED", False)
+_DEVELOPMENT = (
+    "in development, run through manage.py or `python -m quickpe.embedded run -- COMMAND`"
+    " (make run, make test), which start the embedded PostgreSQL and Redis and set it"
+)
+DATABASE_URL = env_required("DATABASE_URL", f"the PostgreSQL URL; {_DEVELOPMENT}")
+# Rate limits and events must be shared by every process: never a private Redis.
+REDIS_URL = env_required("REDIS_URL", f"the Redis every process shares; {_DEVELOPMENT}")
+# Required as well, but checked when Django starts (wallet.apps), so that importing settings
+# alone (tools, a deployment's checks) needs no secret; no process serves without one.
+SECRET_KEY = env_str("SECRET_KEY", "")
+SECRET_KEY_REQUIRED = f"SECRET_KEY must be set: a random string of 50+ characters; {_DEVELOPMENT}."
+# Set with the URLs by the embedded start: a developer's machine, not production.
+IS_EMBEDDED = env_bool("QUICKPE_EMBEDDED", False)
 # Namespace for every QuickPe key in Redis (cache, rate limits, channel layer, Celery), so several
 # deployments, or `make run` and `make test`, can share one Redis.
 QUICKPE_REDIS_PREFIX = env_str("QUICKPE_REDIS_PREFIX", "quickpe")
-if not DATABASE_URL:
-    DATABASE_URL = embedded.ensure_postgres()
-if not REDIS_URL:
-    if not IS_EMBEDDED:
-        # Rate limits and (later) events must be shared by every process: never fall back to
-        # a private Redis in production.
-        raise ImproperlyConfigured("REDIS_URL must be set when DATABASE_URL is set.")
-    REDIS_URL = embedded.ensure_redis()
-
-
-def _development_secret_key() -> str:
-    """A random key kept under .data/ so every local process (and gunicorn worker) shares it."""
-    path = embedded.DATA_DIR / "secret_key"
-    if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(secrets.token_urlsafe(50))
-        path.chmod(0o600)
-    return path.read_text().strip()
-
-
-SECRET_KEY = env_str("SECRET_KEY")
-if not SECRET_KEY:
-    if not IS_EMBEDDED:
-        raise ImproperlyConfigured("SECRET_KEY must be set when DATABASE_URL is set.")
-    SECRET_KEY = _development_secret_key()
 
 DEBUG = env_bool("DEBUG", False)
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["127.0.0.1", "localhost", "[::1]"])
@@ -119,7 +115,7 @@ TEMPLATES = [
                 "django.template.context_processors.request",
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
-                "quickpe.dashboard.dashboard_context",
+                "notifications.context_processors.dashboard_context",
             ],
         },
     },
@@ -134,12 +130,10 @@ DATABASES = {
 }
 # Nothing waits forever: a statement, a lock wait and an idle open transaction all have a
 # limit, set per connection. A lock or statement timeout in a request is a 503 problem (the
-# transaction rolled back, nothing changed). `migrate` has no statement limit: building an
-# index on a large ledger takes longer (its lock waits are still limited, so a migration never
-# queues every request behind it). Export builds get their own, longer limit.
-_IS_MIGRATE = sys.argv[1:2] == ["migrate"]
+# transaction rolled back, nothing changed). `manage.py migrate` sets no statement limit (0).
+# Export builds get their own, longer limit.
 _TIMEOUTS = {
-    "statement_timeout": 0 if _IS_MIGRATE else env_int("DATABASE_STATEMENT_TIMEOUT_MS", 30_000),
+    "statement_timeout": env_int("DATABASE_STATEMENT_TIMEOUT_MS", 30_000),
     "lock_timeout": env_int("DATABASE_LOCK_TIMEOUT_MS", 10_000),
     "idle_in_transaction_session_timeout": env_int("DATABASE_IDLE_TRANSACTION_TIMEOUT_MS", 60_000),
 }
@@ -198,7 +192,7 @@ CELERY_BEAT_SCHEDULE = {
     "requeue-stale-exports": {"task": "analytics.exports_requeue_stale", "schedule": 60},
     "purge-old-exports": {"task": "analytics.exports_purge", "schedule": 3600},
 }
-CELERY_BEAT_SCHEDULE_FILENAME = str(embedded.DATA_DIR / "celerybeat-schedule")
+CELERY_BEAT_SCHEDULE_FILENAME = str(DATA_DIR / "celerybeat-schedule")
 
 AUTH_USER_MODEL = "wallet.User"
 PASSWORD_HASHERS = [
@@ -229,9 +223,7 @@ STORAGES = {
     # or swap the backend for shared storage (django-storages) when workers run elsewhere.
     "exports": {
         "BACKEND": "django.core.files.storage.FileSystemStorage",
-        "OPTIONS": {
-            "location": env_str("QUICKPE_EXPORT_DIR") or str(embedded.DATA_DIR / "exports")
-        },
+        "OPTIONS": {"location": env_str("QUICKPE_EXPORT_DIR") or str(DATA_DIR / "exports")},
     },
 }
 # Without collectstatic (tests, a quick shell) serve straight from the apps' folders.

@@ -7,6 +7,8 @@ from quickpe import health
 from quickpe.metrics import metrics_view
 from wallet.admin import PasswordResetConfirm
 
+admin.site.site_header = admin.site.site_title = "QuickPe admin"
+
 api_v1 = [
     path("", include("wallet.api.urls")),
     path("", include("audit.urls")),

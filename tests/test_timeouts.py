@@ -37,10 +37,14 @@ def test_a_longer_statement_limit_lasts_only_as_long_as_the_block():
 def settings_options(*argv: str) -> str:
     """The connection options Django would use when started as ``manage.py <argv>``."""
     code = (
-        "import json, sys; sys.argv = ['manage.py', *json.loads(sys.argv[1])]\n"
-        "import django; django.setup()\n"
-        "from django.conf import settings\n"
-        "print(settings.DATABASES['default']['OPTIONS']['options'])"
+        "import json, runpy, sys\n"
+        "import django.core.management\n"
+        "def show_options(argv):\n"
+        "    from django.conf import settings\n"
+        "    print(settings.DATABASES['default']['OPTIONS']['options'])\n"
+        "django.core.management.execute_from_command_line = show_options\n"
+        "sys.argv = ['manage.py', *json.loads(sys.argv[1])]\n"
+        "runpy.run_path('manage.py', run_name='__main__')"
     )
     env = dict(os.environ, DJANGO_SETTINGS_MODULE="quickpe.settings")
     result = subprocess.run(  # noqa: S603 - our own interpreter and code

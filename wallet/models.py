@@ -9,6 +9,17 @@ from django.db import models
 from django.db.models.functions import Lower
 from django.utils import timezone
 
+from quickpe.db import fetch_models
+
+# One query on every API request: the user, only while the token's device session is active.
+_USER_IN_ACTIVE_SESSION = """
+    SELECT u.* FROM wallet_user u
+    WHERE u.id = %s AND EXISTS (
+        SELECT 1 FROM wallet_devicesession s
+        WHERE s.id = %s AND s.user_id = u.id AND s.revoked_at IS NULL AND s.expires_at > now()
+    )
+"""
+
 
 class UserManager(BaseUserManager):
     def create_user(self, email, password=None, **fields):
@@ -18,6 +29,12 @@ class UserManager(BaseUserManager):
 
     def create_superuser(self, email, password=None, **fields):
         return self.create_user(email, password, is_staff=True, is_superuser=True, **fields)
+
+    def in_active_session(self, *, user_id: int, session_id: int) -> "User | None":
+        """The user if device session ``session_id`` is theirs and active: whom an access token
+        speaks for (``quickpe.authentication``, which also checks ``is_active``)."""
+        found = fetch_models(self.model, _USER_IN_ACTIVE_SESSION, [user_id, session_id])
+        return found[0] if found else None
 
 
 class User(AbstractBaseUser, PermissionsMixin):
@@ -65,6 +82,13 @@ class User(AbstractBaseUser, PermissionsMixin):
 
     def get_short_name(self) -> str:
         return self.first_name
+
+    def has_active_session(self, session_id: int | None) -> bool:
+        """Whether device session ``session_id`` is this user's and active: a dashboard browser
+        or a WebSocket signed in with it may go on (``quickpe.authentication``)."""
+        return (
+            session_id is not None and self.device_sessions.active().filter(pk=session_id).exists()
+        )
 
 
 class Category(models.TextChoices):
@@ -323,6 +347,12 @@ class MoneyRequest(models.Model):
         return self.status
 
 
+class DeviceSessionQuerySet(models.QuerySet):
+    def active(self, now=None):
+        """Neither revoked nor expired: the sessions whose tokens and browsers are let in."""
+        return self.filter(revoked_at__isnull=True, expires_at__gt=now or timezone.now())
+
+
 class DeviceSession(models.Model):
     """A signed-in device. Its refresh token is the one whose id is ``refresh_jti`` (it changes
     on every rotation); revoking the session stops that token, and the access tokens carrying
@@ -340,6 +370,8 @@ class DeviceSession(models.Model):
     last_used_at = models.DateTimeField(default=timezone.now)
     expires_at = models.DateTimeField()
     revoked_at = models.DateTimeField(null=True, blank=True)
+
+    objects = DeviceSessionQuerySet.as_manager()
 
     class Meta:
         indexes = [

@@ -1,6 +1,7 @@
 """Dashboard pages of the wallet: sign up, sign in and out, home, transactions, money requests
 and settings. Each view parses a form with the API's own serializer, calls one service and
-renders; the rules live in the services (quickpe/dashboard.py adapts forms to them)."""
+renders; the rules live in the services (quickpe/dashboard.py and wallet/money_forms.py adapt
+forms to them)."""
 
 import contextlib
 
@@ -12,17 +13,10 @@ from django.shortcuts import redirect, render
 from django.utils import timezone
 from django.views.decorators.http import require_POST
 
-from audit.masking import mask_email
-from quickpe.dashboard import (
-    DEVICE_SESSION,
-    browser_sign_in,
-    error_words,
-    money_post,
-    new_key,
-    signed_in,
-    throttled,
-)
+from quickpe.authentication import DEVICE_SESSION, browser_sign_in
+from quickpe.dashboard import error_words, signed_in, throttled
 from quickpe.errors import QuickPeError
+from quickpe.formats import mask_email
 from quickpe.money import format_inr
 from quickpe.throttling import (
     MoneyRateThrottle,
@@ -41,6 +35,7 @@ from wallet.api.serializers import (
     TransferRequestSerializer,
 )
 from wallet.models import Wallet
+from wallet.money_forms import money_post, new_key
 from wallet.services import money, requests, sessions, users
 from wallet.services.posting import Posting
 
@@ -313,7 +308,7 @@ def settings_page(request):
         else:
             errors = _field_errors(form)
     context = {
-        "sessions": sessions.active_sessions(user=request.user).order_by("-last_used_at"),
+        "sessions": request.user.device_sessions.active().order_by("-last_used_at"),
         "current": request.session.get(DEVICE_SESSION),
         "errors": errors,
     }

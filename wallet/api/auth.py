@@ -9,6 +9,7 @@ from rest_framework.views import APIView
 from rest_framework_simplejwt.exceptions import TokenError
 from rest_framework_simplejwt.tokens import RefreshToken
 
+from quickpe.authentication import SESSION_CLAIM
 from quickpe.throttling import SigninAccountThrottle, SigninIPThrottle, SignupIPThrottle
 from wallet import selectors
 from wallet.api.serializers import (
@@ -131,7 +132,7 @@ class PasswordView(APIView):
         serializer.is_valid(raise_exception=True)
         users.user_password_change(
             user=request.user,
-            current_session_id=request.auth.get(sessions.SESSION_CLAIM),
+            current_session_id=request.auth.get(SESSION_CLAIM),
             request=request,
             **serializer.validated_data,
         )
@@ -147,8 +148,8 @@ class SessionListView(APIView):
         "signed out first.",
     )
     def get(self, request):
-        found = sessions.active_sessions(user=request.user).order_by("-created_at", "-pk")
-        context = {"current_session_id": request.auth.get(sessions.SESSION_CLAIM)}
+        found = request.user.device_sessions.active().order_by("-created_at", "-pk")
+        context = {"current_session_id": request.auth.get(SESSION_CLAIM)}
         return Response(DeviceSessionSerializer(found, many=True, context=context).data)
 
 

@@ -1,8 +1,7 @@
 from django.utils import timezone
 from rest_framework import serializers
 
-from audit.masking import mask_email
-from quickpe.formats import timestamp
+from quickpe.formats import mask_email, timestamp
 from quickpe.money import format_paise
 from wallet import limits, representations
 from wallet.api.fields import AmountField

@@ -18,6 +18,7 @@ from ua_parser import parse as parse_user_agent
 
 from audit.services import audit_append
 from notifications.services import events_emit, security_notification
+from quickpe.authentication import SESSION_CLAIM
 from quickpe.errors import NotFound, QuickPeError
 from quickpe.realtime import sessions_revoked_after_commit
 from quickpe.request_meta import client_ip, user_agent
@@ -25,8 +26,6 @@ from quickpe.text import fit
 from quickpe.unit_of_work import require_unit, unit_of_work
 from wallet.locks import session_lock, user_lock
 from wallet.models import DeviceSession, User
-
-SESSION_CLAIM = "sid"
 
 
 class TokenRevoked(QuickPeError):
@@ -123,7 +122,7 @@ def session_start(*, user: User, request=None, is_signin: bool = True):
     refresh[SESSION_CLAIM] = session.pk
     _outstand(refresh, user.pk)
     beyond_cap = list(
-        active_sessions(user=user, now=now).order_by("-created_at", "-pk")[
+        user.device_sessions.active(now).order_by("-created_at", "-pk")[
             settings.QUICKPE_MAX_SESSIONS :
         ]
     )
@@ -140,11 +139,6 @@ def session_start(*, user: User, request=None, is_signin: bool = True):
         )
         events = {user_id: [notice]}
     return _pair(refresh), session, events
-
-
-def active_sessions(*, user: User, now=None):
-    now = now or timezone.now()
-    return DeviceSession.objects.filter(user=user, revoked_at__isnull=True, expires_at__gt=now)
 
 
 @unit_of_work
@@ -196,7 +190,7 @@ def session_revoke(*, user: User, session_id: int, request=None) -> DeviceSessio
     working at once. Another user's session, or an ended one, is NotFound. Locks: the user's
     row, then the audit chain head."""
     user_lock(user=user)
-    session = active_sessions(user=user).filter(pk=session_id).first()
+    session = user.device_sessions.active().filter(pk=session_id).first()
     if session is None:
         raise NotFound("No such session.")
     _revoke([session], timezone.now())
