@@ -1,5 +1,6 @@
-"""Appending to the audit log. Every state change calls ``audit_append`` inside its own
-transaction, so the entry commits (or rolls back) with the change it records."""
+"""Appending to the audit log. Every state change calls ``audit_append`` inside its unit of
+work (``quickpe.unit_of_work``), so the entry commits (or rolls back) with the change it
+records."""
 
 import json
 

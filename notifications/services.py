@@ -1,14 +1,16 @@
 """Writing the per-user event stream (the outbox) and notifications.
 
-Lock order, shared with every other service: wallets, then the audit chain head, then event
-streams. So a service calls ``audit_append`` before ``events_emit``, and emits the events of
-all its users in one call (streams are locked in user-id order, in one statement).
+Pieces of a change (``quickpe.unit_of_work``): event streams come last in the lock order
+(``wallet.locks``), so a change calls ``audit_append`` before ``events_emit``, and emits the
+events of all its users in one call (streams are locked in user-id order, in one statement).
 """
 
 import json
 from collections.abc import Iterable
+from datetime import timedelta
 from functools import partial
 
+from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
 
@@ -154,3 +156,12 @@ def security_notification(*, user, title: str, body: str, data: dict | None = No
     )
     [(user_id, event)] = notifications_create([notification])
     return user_id, event
+
+
+@unit_of_work
+def events_prune() -> int:
+    """Delete events past QUICKPE_EVENT_RETENTION_HOURS (a client resuming from before them is
+    told ``resync_required``). Idempotent. Returns how many were deleted."""
+    cutoff = timezone.now() - timedelta(hours=settings.QUICKPE_EVENT_RETENTION_HOURS)
+    deleted, _ = Event.objects.filter(created_at__lt=cutoff).delete()
+    return deleted

@@ -207,6 +207,15 @@ def run_once(
     return attempt()
 
 
+@unit_of_work
+def idempotency_keys_purge() -> int:
+    """Delete keys past the retention window (an expired key starts afresh anyway). Returns
+    how many were deleted."""
+    cutoff = timezone.now() - timedelta(hours=settings.QUICKPE_IDEMPOTENCY_TTL_HOURS)
+    deleted, _ = IdempotencyKey.objects.filter(created_at__lt=cutoff).delete()
+    return deleted
+
+
 def idempotent(request, view, handler: Callable[[], Response]) -> Response:
     """The API's money POSTs: ``run_once`` keyed by the Idempotency-Key header."""
     key = _validated_key(request)

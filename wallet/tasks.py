@@ -1,11 +1,8 @@
-from datetime import timedelta
-
 from celery import shared_task
-from django.conf import settings
 from django.db import OperationalError
-from django.utils import timezone
 
-from wallet.models import IdempotencyKey, User
+from wallet.idempotency import idempotency_keys_purge as keys_purge
+from wallet.models import User
 from wallet.services.money import signup_bonus_credit as credit_bonus
 from wallet.services.requests import money_requests_expire as expire_requests
 
@@ -13,9 +10,7 @@ from wallet.services.requests import money_requests_expire as expire_requests
 @shared_task(name="wallet.idempotency_keys_purge")
 def idempotency_keys_purge() -> int:
     """Delete idempotency keys past their window (an expired key starts afresh anyway)."""
-    cutoff = timezone.now() - timedelta(hours=settings.QUICKPE_IDEMPOTENCY_TTL_HOURS)
-    deleted, _ = IdempotencyKey.objects.filter(created_at__lt=cutoff).delete()
-    return deleted
+    return keys_purge()
 
 
 @shared_task(
