@@ -17,6 +17,7 @@ from audit.models import AuditEntry
 from quickpe.errors import NotAllowed
 from tests.conftest import assert_problem, client_for, fund, snapshot
 from tests.test_admin import staff_in
+from wallet.limits import business_day
 from wallet.services.money import transfer_create
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("export_folder")]
@@ -24,7 +25,8 @@ EXPORT_PAGE = "/admin/audit/auditentry/export/"
 
 
 def today() -> str:
-    return timezone.localdate().isoformat()
+    """The form's days are Asia/Kolkata days: from 18:30 UTC, today there is tomorrow in UTC."""
+    return business_day().isoformat()
 
 
 def ask(browser, fmt: str = "csv"):
