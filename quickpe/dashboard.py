@@ -18,6 +18,7 @@ from django.shortcuts import redirect
 from django.utils import timezone
 from rest_framework_simplejwt.tokens import RefreshToken
 
+from quickpe.business_day import business_zone
 from quickpe.errors import QuickPeError, is_timeout
 from quickpe.money import InvalidAmount, format_inr, parse_amount
 from wallet.idempotency import Outcome, run_once
@@ -66,7 +67,7 @@ def signed_in(view):
             ).exists()
         ):
             # Times on the pages are the customers' (Asia/Kolkata), as on their statements.
-            with timezone.override(settings.QUICKPE_BUSINESS_TIME_ZONE):
+            with timezone.override(business_zone()):
                 return view(request, *args, **kwargs)
         if request.user.is_authenticated:
             logout(request)

@@ -14,10 +14,10 @@ from analytics.models import Export
 from analytics.services import audit_log_export_create
 from analytics.tasks import export_build
 from audit.models import AuditEntry
+from quickpe.business_day import business_day
 from quickpe.errors import NotAllowed
 from tests.conftest import assert_problem, client_for, fund, snapshot
 from tests.test_admin import staff_in
-from wallet.limits import business_day
 from wallet.services.money import transfer_create
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("export_folder")]

@@ -13,10 +13,10 @@ from django.core.exceptions import ImproperlyConfigured
 from django.db import connection
 
 from audit.models import AuditEntry
+from quickpe.business_day import business_day
 from quickpe.env import env_rate
 from tests.conftest import assert_problem, client_for, fund, idempotency_keys, make_user, snapshot
 from wallet.idempotency import _advisory_lock_id
-from wallet.limits import business_day
 from wallet.models import LedgerEntry, Transfer, User, Wallet
 from wallet.services.money import (
     deposit_create,

@@ -24,6 +24,7 @@ from audit.models import AuditEntry
 from audit.services import audit_append
 from notifications.models import Notification
 from notifications.services import events_emit, notifications_create
+from quickpe.business_day import business_day
 from quickpe.db import fetch_models, insert_statement, keys_assign
 from quickpe.errors import InsufficientFunds, RecipientNotFound, SelfTransfer, WalletFrozen
 from quickpe.metrics import movement_committed
@@ -192,7 +193,7 @@ def _own_wallet_movement(
         wallet = wallets_lock(user_ids=[user.pk])[user.pk]
         _ensure_active(wallet)
         now = timezone.now()
-        rules(wallet, limits.business_day(now))
+        rules(wallet, business_day(now))
         line = _line(
             wallet,
             kind=kind,
@@ -365,7 +366,7 @@ def transfer_apply(
     source, target = wallets[sender.pk], wallets[recipient.pk]
     _ensure_active(source, target)
     now = timezone.now()
-    today = limits.business_day(now)
+    today = business_day(now)
     limits.check_outgoing(source, amount, today)
     if source.balance < amount:
         raise InsufficientFunds()
