@@ -5,17 +5,14 @@ statements are theirs: staff follow their progress here but do not read them.
 The audit log's admin gets its export page here too: analytics builds exports, and audit, a
 lower layer, knows nothing of them."""
 
-from datetime import datetime, time, timedelta
-from zoneinfo import ZoneInfo
+from datetime import datetime, timedelta
 
 from django import forms
-from django.conf import settings
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
 from django.http import Http404, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
-from django.utils import timezone
 from django.utils.html import format_html
 
 from analytics.api.exports import file_response
@@ -24,6 +21,7 @@ from analytics.services import audit_log_export_create
 from audit.admin import AuditEntryAdmin
 from audit.models import AuditEntry
 from quickpe.admin import ReadOnlyAdmin, admin_link
+from quickpe.business_day import business_day, day_bounds
 
 
 @admin.register(Export)
@@ -82,10 +80,7 @@ class AuditLogExportForm(forms.Form):
         return data
 
     def period(self) -> tuple[datetime, datetime]:
-        zone = ZoneInfo(settings.QUICKPE_BUSINESS_TIME_ZONE)
-        start = datetime.combine(self.cleaned_data["start"], time.min, tzinfo=zone)
-        end = datetime.combine(self.cleaned_data["end"] + timedelta(days=1), time.min, tzinfo=zone)
-        return start, end
+        return day_bounds(self.cleaned_data["start"], self.cleaned_data["end"])
 
 
 admin.site.unregister(AuditEntry)
@@ -110,7 +105,7 @@ class AuditEntryWithExportAdmin(AuditEntryAdmin):
         its page, where its progress and, once built, its download link show."""
         if not request.user.has_perm("audit.export_log"):
             raise PermissionDenied
-        today = timezone.now().astimezone(ZoneInfo(settings.QUICKPE_BUSINESS_TIME_ZONE)).date()
+        today = business_day()
         initial = {"start": today - timedelta(days=29), "end": today, "format": "csv"}
         form = AuditLogExportForm(request.POST or None, initial=initial)
         if request.method == "POST" and form.is_valid():

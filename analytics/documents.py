@@ -22,7 +22,6 @@ import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import time, timedelta
-from zoneinfo import ZoneInfo
 
 from django.conf import settings
 from reportlab.lib.pagesizes import A4
@@ -32,6 +31,7 @@ from reportlab.pdfgen import canvas
 
 from analytics.models import Export
 from audit.models import AuditEntry
+from quickpe.business_day import business_time
 from quickpe.money import format_inr, format_paise
 from wallet.models import LedgerEntry, Wallet
 
@@ -61,15 +61,13 @@ class Document:
 
 
 def _local(moment) -> str:
-    zone = ZoneInfo(settings.QUICKPE_BUSINESS_TIME_ZONE)
-    return moment.astimezone(zone).strftime("%Y-%m-%d %H:%M")
+    return business_time(moment).strftime("%Y-%m-%d %H:%M")
 
 
 def period_label(export: Export) -> str:
     """The period in Asia/Kolkata time: whole days as "2026-11-01 to 2026-11-30" (the stored
     end is exclusive), anything else with times."""
-    zone = ZoneInfo(settings.QUICKPE_BUSINESS_TIME_ZONE)
-    start, end = export.period_start.astimezone(zone), export.period_end.astimezone(zone)
+    start, end = business_time(export.period_start), business_time(export.period_end)
     if start.time() == end.time() == time.min:
         return f"{start:%Y-%m-%d} to {end - timedelta(days=1):%Y-%m-%d}"
     return f"{start:%Y-%m-%d %H:%M} to {end:%Y-%m-%d %H:%M} IST"

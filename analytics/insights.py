@@ -7,14 +7,13 @@ days before it, in Asia/Kolkata.
 """
 
 from dataclasses import dataclass
-from datetime import datetime, time, timedelta
+from datetime import datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
-from zoneinfo import ZoneInfo
 
-from django.conf import settings
 from django.db import connection
 
 from analytics import selectors
+from quickpe.business_day import business_day, day_end, day_start
 from quickpe.money import format_inr
 from wallet.models import Category, LedgerEntry, User
 
@@ -94,9 +93,9 @@ class Insight:
     priority: str
 
 
-def _day(moment: datetime, zone: ZoneInfo) -> str:
-    local = moment.astimezone(zone)
-    return f"{local.day} {MONTHS[local.month - 1]}"
+def _day(moment: datetime) -> str:
+    day = business_day(moment)
+    return f"{day.day} {MONTHS[day.month - 1]}"
 
 
 def _percent(part: int, whole: int) -> int:
@@ -104,11 +103,11 @@ def _percent(part: int, whole: int) -> int:
     return selectors.divide_half_up(part * 100, whole)
 
 
-def _spending_change(wallet: int, now: datetime, zone: ZoneInfo) -> Insight | None:
-    today = now.astimezone(zone).date()
-    this_month = datetime.combine(today.replace(day=1), time.min, tzinfo=zone)
+def _spending_change(wallet: int, now: datetime) -> Insight | None:
+    today = business_day(now)
+    this_month = day_start(today.replace(day=1))
     previous = (today.replace(day=1) - timedelta(days=1)).replace(day=1)
-    last_month = datetime.combine(previous, time.min, tzinfo=zone)
+    last_month = day_start(previous)
     # The same stretch of last month: as long as this month has run so far, but never past
     # its end (31 March is compared with all of February).
     same_point = min(last_month + (now - this_month), this_month)
@@ -174,13 +173,13 @@ def _largest(lines) -> LedgerEntry | None:
     return LedgerEntry.objects.select_related("counterparty").get(pk=found[0])
 
 
-def _largest_transaction(wallet: int, start: datetime, end: datetime, zone) -> Insight | None:
+def _largest_transaction(wallet: int, start: datetime, end: datetime) -> Insight | None:
     entry = _largest(_own_lines(wallet, start, end))
     if entry is None:
         return None
     message = (
         f"Your largest transaction in the last {RECENT_DAYS} days was "
-        f"{_line_phrase(entry)} on {_day(entry.created_at, zone)}."
+        f"{_line_phrase(entry)} on {_day(entry.created_at)}."
     )
     return Insight("largest_transaction", "Largest transaction", message, "low")
 
@@ -212,7 +211,7 @@ def _top_counterparty(user: User, start: datetime, end: datetime) -> Insight | N
     return Insight("top_counterparty", f"Top contact: {top.name}", message, "low")
 
 
-def _unusual_activity(wallet: int, now: datetime, zone) -> Insight | None:
+def _unusual_activity(wallet: int, now: datetime) -> Insight | None:
     recent = now - timedelta(days=UNUSUAL_RECENT_DAYS)
     baseline_start = recent - timedelta(days=UNUSUAL_BASELINE_DAYS)
     with connection.cursor() as cursor:
@@ -238,7 +237,7 @@ def _unusual_activity(wallet: int, now: datetime, zone) -> Insight | None:
     others = unusual.count() - 1
     times = entry.amount // median
     message = (
-        f"{_sentence_start(_line_phrase(entry))} on {_day(entry.created_at, zone)} is "
+        f"{_sentence_start(_line_phrase(entry))} on {_day(entry.created_at)} is "
         f"{times} times your typical payment ({format_inr(median)}, the median of your "
         f"payments before the last {UNUSUAL_RECENT_DAYS} days)."
     )
@@ -250,16 +249,14 @@ def _unusual_activity(wallet: int, now: datetime, zone) -> Insight | None:
 
 def insights_for(*, user: User, now: datetime) -> list[Insight]:
     """The user's findings as of ``now``, most important first."""
-    zone = ZoneInfo(settings.QUICKPE_BUSINESS_TIME_ZONE)
-    tomorrow = now.astimezone(zone).date() + timedelta(days=1)
-    end = datetime.combine(tomorrow, time.min, tzinfo=zone)
+    end = day_end(business_day(now))
     start = end - timedelta(days=RECENT_DAYS)
     wallet = selectors.wallet_id_of(user)
     found = [
-        _unusual_activity(wallet, now, zone),
-        _spending_change(wallet, now, zone),
+        _unusual_activity(wallet, now),
+        _spending_change(wallet, now),
         _top_category(user, start, end),
-        _largest_transaction(wallet, start, end, zone),
+        _largest_transaction(wallet, start, end),
         _top_counterparty(user, start, end),
     ]
     return sorted(

@@ -20,13 +20,12 @@ Definitions, shared by the API's documentation:
 """
 
 from dataclasses import dataclass
-from datetime import date, datetime, time, timedelta
-from zoneinfo import ZoneInfo
+from datetime import date, datetime, timedelta
 
-from django.conf import settings
 from django.db import connection
 
 from analytics.models import Export
+from quickpe.business_day import business_day, business_zone, day_start
 from wallet.models import User, Wallet
 
 TOP_COUNTERPARTIES = 5
@@ -225,17 +224,13 @@ def wallet_id_of(user: User) -> int:
     return Wallet.objects.values_list("pk", flat=True).get(user=user)
 
 
-def _midnight(day: date) -> datetime:
-    return datetime.combine(day, time.min, tzinfo=ZoneInfo(settings.QUICKPE_BUSINESS_TIME_ZONE))
-
-
 def _month_bounds(moment: datetime) -> tuple[date, datetime, datetime] | None:
     """The business month holding ``moment``: its first day, its first and its next month's
     first instant; None at the calendar's ends (year 1, year 9999), where it cannot be had."""
-    first = moment.astimezone(ZoneInfo(settings.QUICKPE_BUSINESS_TIME_ZONE)).date().replace(day=1)
+    first = business_day(moment).replace(day=1)
     try:
         following = (first + timedelta(days=32)).replace(day=1)
-        return first, _midnight(first), _midnight(following)
+        return first, day_start(first), day_start(following)
     except (OverflowError, ValueError):
         return None
 
@@ -288,16 +283,15 @@ def _period(wallet: int, start: datetime, end: datetime, *, limit: int = TOP_COU
     """The parameters of _LINES and _PARTY_LINES: the whole business days
     ``[first_day, end_day)`` inside ``[start, end)`` read from the daily figures, the instants
     before and after them line by line; and the counterparties' _month_plan."""
-    zone = ZoneInfo(settings.QUICKPE_BUSINESS_TIME_ZONE)
-    first_day, end_day = start.astimezone(zone).date(), end.astimezone(zone).date()
-    if _midnight(first_day) < start:
+    first_day, end_day = business_day(start), business_day(end)
+    if day_start(first_day) < start:
         first_day += timedelta(days=1)
     head_end, tail_start = (
-        (_midnight(first_day), _midnight(end_day)) if first_day < end_day else (end, end)
+        (day_start(first_day), day_start(end_day)) if first_day < end_day else (end, end)
     )
     return {
         "wallet": wallet,
-        "zone": settings.QUICKPE_BUSINESS_TIME_ZONE,
+        "zone": business_zone().key,
         "limit": limit,
         "start": start,
         "end": end,
@@ -366,9 +360,8 @@ def bucket_count(*, start: datetime, end: datetime, interval: str) -> int:
     before querying so an absurd range is refused without asking the database."""
     if end <= start:
         return 0
-    zone = ZoneInfo(settings.QUICKPE_BUSINESS_TIME_ZONE)
-    first = start.astimezone(zone).date()
-    last = (end - timedelta(microseconds=1)).astimezone(zone).date()
+    first = business_day(start)
+    last = business_day(end - timedelta(microseconds=1))
     if interval == "day":
         return (last - first).days + 1
     if interval == "week":

@@ -8,13 +8,13 @@ The pages call the same services as the API; these helpers only adapt HTTP forms
 from functools import wraps
 from types import SimpleNamespace
 
-from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth import logout
 from django.shortcuts import redirect
 from django.utils import timezone
 
 from quickpe.authentication import DEVICE_SESSION
+from quickpe.business_day import business_zone
 from quickpe.errors import QuickPeError
 from quickpe.money import InvalidAmount, format_inr, parse_amount
 
@@ -29,7 +29,7 @@ def signed_in(view):
             request.session.get(DEVICE_SESSION)
         ):
             # Times on the pages are the customers' (Asia/Kolkata), as on their statements.
-            with timezone.override(settings.QUICKPE_BUSINESS_TIME_ZONE):
+            with timezone.override(business_zone()):
                 return view(request, *args, **kwargs)
         if request.user.is_authenticated:
             logout(request)

@@ -3,6 +3,7 @@
 import json
 import re
 import uuid
+from datetime import timedelta
 from itertools import count
 
 import pytest
@@ -11,12 +12,23 @@ from rest_framework.test import APIClient
 from audit.chain import GENESIS_HASH, MAX_CHAINS
 from audit.models import AuditEntry
 from notifications.models import Event, Notification
+from quickpe.business_day import business_day, day_start
 from wallet.models import IdempotencyKey, LedgerEntry, MoneyRequest, Transfer, User, Wallet
 from wallet.services.money import deposit_create
 from wallet.services.users import tokens_issue, user_create
 
 PASSWORD = "a-long-test-passphrase"
 _emails = count(1)
+
+
+def _noon_in_kolkata():
+    return day_start(business_day()) + timedelta(hours=12)
+
+
+# For tests whose steps must all fall on one Asia/Kolkata day (daily limits, "today"): the
+# clock (time-machine) moves to noon IST of the day under way before the test's fixtures run,
+# and ticks on from there, so a test started just before 18:30 UTC cannot end on the next day.
+same_business_day = pytest.mark.time_machine(_noon_in_kolkata, tick=True)
 
 
 @pytest.fixture(autouse=True)

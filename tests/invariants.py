@@ -7,7 +7,7 @@ from django.db import connection
 from django.db.models import Sum
 
 from audit.services import audit_verify
-from wallet.limits import business_day
+from quickpe.business_day import business_day
 from wallet.models import LedgerEntry, Transfer, Wallet
 
 

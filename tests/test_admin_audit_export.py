@@ -14,6 +14,7 @@ from analytics.models import Export
 from analytics.services import audit_log_export_create
 from analytics.tasks import export_build
 from audit.models import AuditEntry
+from quickpe.business_day import business_day
 from quickpe.errors import NotAllowed
 from tests.conftest import assert_problem, client_for, fund, snapshot
 from tests.test_admin import staff_in
@@ -24,7 +25,8 @@ EXPORT_PAGE = "/admin/audit/auditentry/export/"
 
 
 def today() -> str:
-    return timezone.localdate().isoformat()
+    """The form's days are Asia/Kolkata days: from 18:30 UTC, today there is tomorrow in UTC."""
+    return business_day().isoformat()
 
 
 def ask(browser, fmt: str = "csv"):

@@ -20,7 +20,7 @@ from django.utils import timezone
 from analytics import insights, selectors
 from analytics.models import Export
 from quickpe.money import format_inr, format_paise
-from tests.conftest import assert_problem, client_for, make_user, snapshot
+from tests.conftest import assert_problem, client_for, make_user, same_business_day, snapshot
 from wallet.models import LedgerEntry, User, Wallet
 from wallet.services.money import (
     deposit_create,
@@ -306,6 +306,7 @@ def test_another_users_lines_are_never_counted(people):
     assert categories == [{"category": "food", "amount": "10.00", "count": 1, "share": "1.0000"}]
 
 
+@same_business_day
 def test_defaults_are_the_last_30_kolkata_days_today_included(people):
     alice, bob, _carol = people
     today = timezone.now().astimezone(IST).date()

@@ -14,7 +14,7 @@ import pytest
 from django.db import connection
 
 from audit.models import AuditEntry
-from tests.conftest import client_for, fund, make_user
+from tests.conftest import client_for, fund, make_user, same_business_day
 from tests.invariants import assert_money_invariants
 from wallet.models import LedgerEntry
 from wallet.services.users import tokens_issue
@@ -158,6 +158,7 @@ def post_at_once(user, path: str, body: dict, count: int) -> Counter:
     return answers
 
 
+@same_business_day
 def test_parallel_deposits_cannot_pass_the_daily_limit_together(settings):
     settings.QUICKPE_DAILY_DEPOSIT_LIMIT = 1000_00
     user = make_user("Limited")
@@ -169,6 +170,7 @@ def test_parallel_deposits_cannot_pass_the_daily_limit_together(settings):
     assert_money_invariants()
 
 
+@same_business_day
 def test_parallel_transfers_cannot_pass_the_daily_outgoing_limit_or_overdraw(settings):
     settings.QUICKPE_DAILY_OUTGOING_LIMIT = 500_00
     sender, recipient = make_user("Sender"), make_user("Recipient")

@@ -13,7 +13,7 @@ from django.test import Client
 from django.test.utils import CaptureQueriesContext
 
 from analytics.models import Export
-from tests.conftest import PASSWORD, fund, make_user, snapshot
+from tests.conftest import PASSWORD, fund, make_user, same_business_day, snapshot
 from wallet.models import DeviceSession, LedgerEntry, MoneyRequest, Transfer
 from wallet.services.money import transfer_create
 from wallet.services.requests import money_request_create
@@ -135,6 +135,7 @@ def test_a_refused_send_says_why_next_to_the_field_and_changes_nothing(
     assert snapshot() == before
 
 
+@same_business_day
 def test_a_limit_refusal_names_what_is_left_today(alice, bob, settings):
     settings.QUICKPE_DAILY_OUTGOING_LIMIT = 150_00
     fund(alice, 1_000_00)

@@ -13,10 +13,18 @@ from django.core.exceptions import ImproperlyConfigured
 from django.db import connection
 
 from audit.models import AuditEntry
+from quickpe.business_day import business_day
 from quickpe.env import env_rate
-from tests.conftest import assert_problem, client_for, fund, idempotency_keys, make_user, snapshot
+from tests.conftest import (
+    assert_problem,
+    client_for,
+    fund,
+    idempotency_keys,
+    make_user,
+    same_business_day,
+    snapshot,
+)
 from wallet.idempotency import _advisory_lock_id
-from wallet.limits import business_day
 from wallet.models import LedgerEntry, Transfer, User, Wallet
 from wallet.services.money import (
     deposit_create,
@@ -372,6 +380,7 @@ def test_the_per_transaction_maximum_itself_is_allowed(alice, bob):
     assert created(body)["balance"] == "0.00"
 
 
+@same_business_day
 def test_daily_deposit_limit(alice):
     client = client_for(alice)
     created(send(client, DEPOSITS, {"amount": "60000"}))
@@ -391,6 +400,7 @@ def test_daily_deposit_limit(alice):
     assert limit_error(body)["remaining"] == "0.00"
 
 
+@same_business_day
 def test_daily_outgoing_limit_counts_withdrawals_and_transfers_together(alice, bob):
     fund(alice, 100000_00)
     client = client_for(alice)
@@ -894,6 +904,7 @@ def test_odd_ids_are_404(alice, object_id):
 # --- the wallet --------------------------------------------------------------------------
 
 
+@same_business_day
 def test_wallet_shape_and_limits_remaining_after_movements(alice, bob):
     client = client_for(alice)
 
@@ -1031,6 +1042,7 @@ def test_search_by_counterparty_quickpe_id_and_reference(alice, bob, ledger):
     assert amounts(client.get(TRANSACTIONS, {"search": withdrawal.reference.lower()})) == ["300.00"]
 
 
+@same_business_day
 def test_date_filters_accept_dates(alice, ledger):
     client = client_for(alice)
     today = business_day()

@@ -18,7 +18,15 @@ from django.utils import timezone
 
 from audit.models import AuditEntry
 from notifications.models import Event, Notification
-from tests.conftest import assert_problem, client_for, fund, idempotency_keys, make_user, snapshot
+from tests.conftest import (
+    assert_problem,
+    client_for,
+    fund,
+    idempotency_keys,
+    make_user,
+    same_business_day,
+    snapshot,
+)
 from tests.invariants import assert_money_invariants
 from tests.test_concurrency import run_threads
 from tests.test_money_api import api_time, field_codes
@@ -737,6 +745,7 @@ def test_paying_when_either_wallet_is_frozen_is_403_and_changes_nothing(
 
 
 @pytest.mark.django_db
+@same_business_day
 def test_paying_counts_against_the_daily_outgoing_limit(settings, alice, bob, carol):
     settings.QUICKPE_DAILY_OUTGOING_LIMIT = 700_00
     fund(bob, 2000_00)

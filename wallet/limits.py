@@ -1,20 +1,15 @@
-"""The configurable money limits, checked against a wallet row the caller has locked."""
+"""The configurable money limits, checked against a wallet row the caller has locked.
 
-from datetime import date, datetime
-from zoneinfo import ZoneInfo
+The daily counters are per business day (``quickpe.business_day``): they reset at midnight
+Asia/Kolkata, on the first movement of the new day."""
+
+from datetime import date
 
 from django.conf import settings
-from django.utils import timezone
 
 from quickpe.errors import LimitExceeded
 from quickpe.money import format_paise
 from wallet.models import Wallet
-
-
-def business_day(moment: datetime | None = None) -> date:
-    """The calendar day in Asia/Kolkata: daily limits reset at midnight IST."""
-    moment = moment or timezone.now()
-    return moment.astimezone(ZoneInfo(settings.QUICKPE_BUSINESS_TIME_ZONE)).date()
 
 
 def daily_totals(wallet: Wallet, today: date) -> tuple[int, int]:

@@ -1,11 +1,8 @@
 """Exports API: request a statement or audit trail, follow it, download it."""
 
-from datetime import datetime, time, timedelta
-from zoneinfo import ZoneInfo
+from datetime import timedelta
 
-from django.conf import settings
 from django.http import FileResponse
-from django.utils import timezone
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import generics, serializers, status
@@ -15,6 +12,7 @@ from rest_framework.views import APIView
 from analytics.models import CUSTOMER_KINDS, Export
 from analytics.representations import export_data
 from analytics.services import NotReady, export_create, exports_storage
+from quickpe.business_day import business_day, day_bounds
 from quickpe.errors import NotFound
 from quickpe.throttling import ExportRateThrottle
 from wallet.api.filters import DateOrDateTimeField
@@ -79,12 +77,10 @@ class ExportRequestSerializer(serializers.Serializer):
         return fields
 
     def validate(self, attrs):
-        zone = ZoneInfo(settings.QUICKPE_BUSINESS_TIME_ZONE)
-        today = timezone.now().astimezone(zone).date()
-        start = attrs.get("from") or datetime.combine(
-            today - timedelta(days=DEFAULT_DAYS - 1), time.min, tzinfo=zone
-        )
-        end = attrs.get("to") or datetime.combine(today + timedelta(days=1), time.min, tzinfo=zone)
+        today = business_day()
+        first_day, end_of_today = day_bounds(today - timedelta(days=DEFAULT_DAYS - 1), today)
+        start = attrs.get("from") or first_day
+        end = attrs.get("to") or end_of_today
         if start >= end:
             raise serializers.ValidationError({"to": "Must be after `from`."})
         return {"kind": attrs["kind"], "format": attrs["format"], "start": start, "end": end}
@@ -165,8 +161,7 @@ def file_response(export: Export) -> FileResponse:
     already checked that ``export`` belongs to whoever asks."""
     if export.status != Export.Status.DONE:
         raise NotReady(f"The export is {export.status}.")
-    zone = ZoneInfo(settings.QUICKPE_BUSINESS_TIME_ZONE)
-    start = export.period_start.astimezone(zone).date()
+    start = business_day(export.period_start)
     name = f"quickpe-{export.kind}-{export.user.quickpe_id}-{start:%Y%m%d}-{export.pk}"
     return FileResponse(
         exports_storage().open(export.file, "rb"),

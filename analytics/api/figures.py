@@ -3,10 +3,8 @@
 Views parse the query, call one selector and render; the SQL lives in ``analytics.selectors``.
 """
 
-from datetime import UTC, datetime, time, timedelta
-from zoneinfo import ZoneInfo
+from datetime import UTC, datetime, timedelta
 
-from django.conf import settings
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.utils import timezone
 from drf_spectacular.utils import extend_schema, extend_schema_field
@@ -16,6 +14,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from analytics import insights, selectors
+from quickpe.business_day import business_day, business_time, day_end
 from quickpe.money import format_paise
 from wallet.api.filters import DateOrDateTimeField
 from wallet.models import Category
@@ -93,7 +92,7 @@ def _representable(moment: datetime) -> bool:
     (how buckets are cut): 0001-01-01 in Kolkata is still year 0 in UTC."""
     try:
         moment.astimezone(UTC)
-        moment.astimezone(ZoneInfo(settings.QUICKPE_BUSINESS_TIME_ZONE))
+        business_time(moment)
     except OverflowError:
         return False
     return True
@@ -117,12 +116,10 @@ class PeriodQuerySerializer(serializers.Serializer):
         }
 
     def validate(self, attrs: dict) -> dict:
-        zone = ZoneInfo(settings.QUICKPE_BUSINESS_TIME_ZONE)
         end = attrs.pop("to", None)
         start = attrs.pop("from", None)
         if end is None:
-            tomorrow = timezone.now().astimezone(zone).date() + timedelta(days=1)
-            end = datetime.combine(tomorrow, time.min, tzinfo=zone)
+            end = day_end(business_day())
         if start is None:
             try:
                 start = end - timedelta(days=DEFAULT_DAYS)

@@ -1,13 +1,12 @@
-from datetime import datetime, time, timedelta
-from zoneinfo import ZoneInfo
+from datetime import UTC, datetime
 
 import django_filters
 from django import forms
-from django.conf import settings
 from django.db.models import Q, Value
 from django.db.models.functions import Concat
 from django.utils.dateparse import parse_date, parse_datetime
 
+from quickpe.business_day import day_end, day_start
 from quickpe.money import InvalidAmount, parse_amount
 from wallet.models import Category, LedgerEntry
 
@@ -53,12 +52,9 @@ class DateOrDateTimeField(forms.CharField):
             day = parse_date(value) if len(value) == 10 else None
             if day is None:
                 raise ValueError(value)
-            zone = ZoneInfo(settings.QUICKPE_BUSINESS_TIME_ZONE)
-            if self.end_of_day:
-                day += timedelta(days=1)
-            return datetime.combine(day, time.min, tzinfo=zone)
+            return day_end(day) if self.end_of_day else day_start(day)
         if moment.tzinfo is None:
-            moment = moment.replace(tzinfo=ZoneInfo("UTC"))
+            moment = moment.replace(tzinfo=UTC)
         return moment
 
 

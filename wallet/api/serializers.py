@@ -1,6 +1,7 @@
 from django.utils import timezone
 from rest_framework import serializers
 
+from quickpe.business_day import business_day
 from quickpe.formats import mask_email, timestamp
 from quickpe.money import format_paise
 from wallet import limits, representations
@@ -100,7 +101,7 @@ class WalletSerializer(serializers.ModelSerializer):
     def get_limits(self, wallet) -> dict:
         from django.conf import settings
 
-        deposited, outgoing = limits.daily_totals(wallet, limits.business_day())
+        deposited, outgoing = limits.daily_totals(wallet, business_day())
         return {
             "min_per_transaction": format_paise(settings.QUICKPE_MIN_AMOUNT),
             "max_per_transaction": format_paise(settings.QUICKPE_MAX_PER_TRANSACTION),

@@ -16,6 +16,7 @@ from audit.models import AuditEntry
 from notifications.models import Notification
 from notifications.services import events_emit, notifications_create
 from quickpe import statements
+from quickpe.business_day import business_day
 from quickpe.db import fetch_models
 from quickpe.errors import InsufficientFunds, RecipientNotFound, SelfTransfer, WalletFrozen
 from quickpe.money import format_inr, format_paise
@@ -49,7 +50,7 @@ def _own_wallet_movement(
     wallet = wallets_lock(user_ids=[user.pk])[user.pk]
     _ensure_active(wallet)
     now = timezone.now()
-    rules(wallet, limits.business_day(now))
+    rules(wallet, business_day(now))
     is_deposit = kind == LedgerEntry.Kind.DEPOSIT
     direction = LedgerEntry.Direction.CREDIT if is_deposit else LedgerEntry.Direction.DEBIT
     posting = post(
@@ -202,7 +203,7 @@ def transfer_post(
     source, target = wallets[sender.pk], wallets[recipient.pk]
     _ensure_active(source, target)
     now = timezone.now()
-    today = limits.business_day(now)
+    today = business_day(now)
     limits.check_outgoing(source, amount, today)
     if source.balance < amount:
         raise InsufficientFunds()
