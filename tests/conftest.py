@@ -7,6 +7,7 @@ from datetime import timedelta
 from itertools import count
 
 import pytest
+from django.contrib.auth.models import Permission
 from rest_framework.test import APIClient
 
 from audit.chain import GENESIS_HASH, MAX_CHAINS
@@ -14,6 +15,7 @@ from audit.models import AuditEntry
 from notifications.models import Event, Notification
 from quickpe.business_day import business_day, day_start
 from wallet.models import IdempotencyKey, LedgerEntry, MoneyRequest, Transfer, User, Wallet
+from wallet.services import support
 from wallet.services.money import deposit_create
 from wallet.services.users import tokens_issue, user_create
 
@@ -99,6 +101,15 @@ def make_user(first_name: str = "Test", last_name: str = "User", **fields) -> Us
 
 def fund(user: User, paise: int) -> None:
     deposit_create(user=user, amount=paise)
+
+
+def wallet_status_set(user: User, status: str, *, actor: User, reason: str = "Test") -> None:
+    """Freeze or unfreeze ``user``'s wallet through the support service (audited, the customer
+    told), as ``actor``, a staff member given the permission it needs."""
+    actor.user_permissions.add(Permission.objects.get(codename="freeze_wallet"))
+    actor = User.objects.get(pk=actor.pk)  # permissions are cached per instance
+    change = support.wallet_freeze if status == Wallet.Status.FROZEN else support.wallet_unfreeze
+    change(wallet=Wallet.objects.get(user=user), actor=actor, reason=reason)
 
 
 @pytest.fixture

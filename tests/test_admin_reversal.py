@@ -10,12 +10,12 @@ from django.db import connection
 from audit.models import AuditEntry
 from notifications.models import Event, Notification
 from quickpe.errors import InsufficientFunds, InvalidState, QuickPeError
-from tests.conftest import fund, make_user, snapshot
+from tests.conftest import fund, make_user, snapshot, wallet_status_set
 from tests.invariants import assert_money_invariants
 from tests.test_admin import run_action, staff_in
 from wallet.models import LedgerEntry, Wallet
 from wallet.services import support
-from wallet.services.money import transfer_create, wallet_set_status
+from wallet.services.money import transfer_create
 
 pytestmark = pytest.mark.django_db
 
@@ -157,7 +157,7 @@ def test_no_reversal_when_the_recipient_no_longer_has_the_money(alice, bob, paid
 def test_a_frozen_recipient_wallet_can_still_be_reversed(alice, bob, paid):
     """Freezing the recipient is how support holds disputed money until it goes back."""
     staff, _ = staff_in(None, is_superuser=True)
-    wallet_set_status(wallet=Wallet.objects.get(user=bob), status="frozen", actor=staff)
+    wallet_status_set(bob, Wallet.Status.FROZEN, actor=staff)
     support.transfer_reverse(transfer=paid, actor=staff, reason="Fraud confirmed")
     assert balances(alice, bob) == [500_00, 0]
     assert_money_invariants()

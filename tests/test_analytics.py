@@ -20,12 +20,18 @@ from django.utils import timezone
 from analytics import insights, selectors
 from analytics.models import Export
 from quickpe.money import format_inr, format_paise
-from tests.conftest import assert_problem, client_for, make_user, same_business_day, snapshot
+from tests.conftest import (
+    assert_problem,
+    client_for,
+    make_user,
+    same_business_day,
+    snapshot,
+    wallet_status_set,
+)
 from wallet.models import LedgerEntry, User, Wallet
 from wallet.services.money import (
     deposit_create,
     transfer_create,
-    wallet_set_status,
     withdrawal_create,
 )
 
@@ -823,7 +829,7 @@ def test_kpi_figures_match_direct_queries(people):
     withdraw(alice, 20_00, now - timedelta(days=3))
     send(carol, alice, 300_00, now - timedelta(days=10))
     send(carol, bob, 999_00, now - timedelta(days=31))  # too old for every figure
-    wallet_set_status(wallet=Wallet.objects.get(user=bob), status="frozen", actor=staff)
+    wallet_status_set(bob, Wallet.Status.FROZEN, actor=staff)
     for hours in (1, 30):
         Export.objects.create(
             user=alice,

@@ -23,13 +23,13 @@ from tests.conftest import (
     make_user,
     same_business_day,
     snapshot,
+    wallet_status_set,
 )
 from wallet.idempotency import _advisory_lock_id
 from wallet.models import LedgerEntry, Transfer, User, Wallet
 from wallet.services.money import (
     deposit_create,
     transfer_create,
-    wallet_set_status,
     withdrawal_create,
 )
 
@@ -664,9 +664,7 @@ def test_every_contract_category_is_accepted(alice, bob, category):
 
 
 def freeze(user, actor) -> None:
-    wallet_set_status(
-        wallet=Wallet.objects.get(user=user), status=Wallet.Status.FROZEN, actor=actor
-    )
+    wallet_status_set(user, Wallet.Status.FROZEN, actor=actor)
 
 
 def test_a_frozen_wallet_can_neither_send_nor_receive_nor_move_money(alice, bob, staff):
@@ -679,7 +677,7 @@ def test_a_frozen_wallet_can_neither_send_nor_receive_nor_move_money(alice, bob,
     assert before["audit"] == before_freeze["audit"] + 1
     audit = AuditEntry.objects.order_by("-seq").first()
     assert (audit.actor_id, audit.action) == (staff.pk, "wallet.freeze")
-    assert audit.data == {"quickpe_id": alice.quickpe_id, "reason": ""}
+    assert audit.data == {"quickpe_id": alice.quickpe_id, "reason": "Test"}
 
     for client, path, body in [
         (client_for(alice), DEPOSITS, {"amount": "5"}),
@@ -695,7 +693,7 @@ def test_a_frozen_wallet_can_neither_send_nor_receive_nor_move_money(alice, bob,
     # Reading still works while frozen.
     assert client_for(alice).get(TRANSACTIONS).status_code == 200
 
-    wallet_set_status(wallet=Wallet.objects.get(user=alice), status="active", actor=staff)
+    wallet_status_set(alice, Wallet.Status.ACTIVE, actor=staff)
     created(send(client_for(alice), TRANSFERS, {"recipient": bob.quickpe_id, "amount": "5"}))
 
 

@@ -26,12 +26,13 @@ from tests.conftest import (
     make_user,
     same_business_day,
     snapshot,
+    wallet_status_set,
 )
 from tests.invariants import assert_money_invariants
 from tests.test_concurrency import run_threads
 from tests.test_money_api import api_time, field_codes
 from wallet.models import LedgerEntry, MoneyRequest, Transfer, Wallet
-from wallet.services.money import transfer_create, wallet_set_status
+from wallet.services.money import transfer_create
 from wallet.services.requests import money_request_create, money_requests_expire
 from wallet.services.users import tokens_issue
 from wallet.tasks import money_requests_expire as money_requests_expire_task
@@ -143,15 +144,11 @@ def backdate(pk: int, *, days: int = 8) -> None:
 
 
 def freeze(user, actor) -> None:
-    wallet_set_status(
-        wallet=Wallet.objects.get(user=user), status=Wallet.Status.FROZEN, actor=actor
-    )
+    wallet_status_set(user, Wallet.Status.FROZEN, actor=actor)
 
 
 def unfreeze(user, actor) -> None:
-    wallet_set_status(
-        wallet=Wallet.objects.get(user=user), status=Wallet.Status.ACTIVE, actor=actor
-    )
+    wallet_status_set(user, Wallet.Status.ACTIVE, actor=actor)
 
 
 def marks() -> dict:
