@@ -33,6 +33,7 @@ from wallet.locks import transfer_lock, user_lock, wallets_lock
 from wallet.models import Category, LedgerEntry, Transfer, User, Wallet
 from wallet.services.posting import Leg, Posting, post
 from wallet.services.sessions import sessions_revoke_all
+from wallet.services.users import password_save
 
 
 class ReasonRequired(QuickPeError):
@@ -240,28 +241,15 @@ def password_reset_complete(*, user: User, password: str, request=None) -> None:
     Audited as the user's own change, with a ``security`` notification. The hash is made
     before the unit of work: hashing holds no locks."""
     user.set_password(password)
-    _password_reset_save(user=user, request=request)
-
-
-@unit_of_work
-def _password_reset_save(*, user: User, request) -> None:
-    """Locks: the user row, the user's audit chain head, the user's stream."""
-    user.save(update_fields=["password"])
-    revoked = sessions_revoke_all(user=user)
-    user_id, event = security_notification(
+    password_save(
         user=user,
-        title="Your password was reset",
-        body="Every device was signed out. If this was not you, contact QuickPe support.",
-    )
-    entry = audit_append(
-        actor=user,
         action="user.password_reset",
-        entity_type="user",
-        entity_id=user.pk,
-        data={"revoked_tokens": revoked},
+        notice=(
+            "Your password was reset",
+            "Every device was signed out. If this was not you, contact QuickPe support.",
+        ),
         request=request,
     )
-    events_emit({user_id: [event]}, audit=[entry])
 
 
 # Transfers ------------------------------------------------------------------------------------

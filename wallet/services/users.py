@@ -195,24 +195,39 @@ def user_password_change(
         raise WrongPassword.on_field("old_password")
     password_check(new_password, user=user, field="new_password")
     user.set_password(new_password)
-    _password_change_save(user=user, current_session_id=current_session_id, request=request)
+    password_save(
+        user=user,
+        action="user.password_change",
+        notice=(
+            "Your password was changed",
+            "Every other device was signed out. If this was not you, contact support.",
+        ),
+        keep_session_id=current_session_id,
+        request=request,
+    )
 
 
 @unit_of_work
-def _password_change_save(*, user: User, current_session_id: int | None, request) -> None:
-    """Save the new password hash, revoke the sessions, audit and tell the user.
+def password_save(
+    *,
+    user: User,
+    action: str,
+    notice: tuple[str, str],
+    keep_session_id: int | None = None,
+    request=None,
+) -> None:
+    """Save the new password hash already set on ``user`` (by a change or a reset link), sign
+    every device out but ``keep_session_id``'s (sessions revoked, refresh tokens blacklisted),
+    audit ``action`` as the user's own and tell them (``notice``: title, body).
     Locks: the user row, the user's audit chain head, the user's stream."""
     user.save(update_fields=["password"])
-    revoked = sessions.sessions_revoke_all(user=user, keep_session_id=current_session_id)
-    user_id, notice = security_notification(
-        user=user,
-        title="Your password was changed",
-        body="Every other device was signed out. If this was not you, contact support.",
-    )
+    revoked = sessions.sessions_revoke_all(user=user, keep_session_id=keep_session_id)
+    title, body = notice
+    user_id, event = security_notification(user=user, title=title, body=body)
     _audit(
-        events={user_id: [notice]},
+        events={user_id: [event]},
         actor=user,
-        action="user.password_change",
+        action=action,
         entity_type="user",
         entity_id=user.pk,
         data={"revoked_tokens": revoked},
