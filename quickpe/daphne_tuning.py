@@ -6,7 +6,7 @@ Both measured by ``make bench`` (``bench/ws.py``; ``BENCH_WS_PROBE=1`` shows the
 connections every 2 s. With its default, 20 s, a process holding 10,000 connections sends 1,000
 pings per sweep and reads 1,000 pongs right after it: 40-100 ms in which nothing is delivered,
 every 2 s. At 50 s it is 400. 50 s stays under the 55-60 s idle timeouts of common load
-balancers (the README's nginx waits an hour), and a dead peer is still dropped within 80 s
+balancers (docs/production.md's nginx waits an hour), and a dead peer is still dropped within 80 s
 (the 30 s ``--ping-timeout`` after a ping). ``make run`` and ``bench.ws`` use these options.
 
 **Garbage collection.** Each open connection keeps about 130 objects the cycle collector tracks

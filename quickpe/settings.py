@@ -51,7 +51,7 @@ QUICKPE_REDIS_PREFIX = env_str("QUICKPE_REDIS_PREFIX", "quickpe")
 DEBUG = env_bool("DEBUG", False)
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["127.0.0.1", "localhost", "[::1]"])
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [])
-# Behind a TLS-terminating proxy (see README) the proxy sets X-Forwarded-Proto.
+# Behind a TLS-terminating proxy (docs/production.md) the proxy sets X-Forwarded-Proto.
 if env_bool("BEHIND_PROXY", False):
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
     USE_X_FORWARDED_HOST = True
