@@ -21,7 +21,7 @@ run: install
 
 # Tests use their own Redis namespace, apart from a `make run` on the same machine.
 test: install lint test-tools
-	QUICKPE_REDIS_PREFIX=quickpe-test $(WITH_SERVICES) $(PY) -m pytest -n 2 -m "not slow" $(PYTEST_ARGS)
+	QUICKPE_REDIS_PREFIX=quickpe-test $(WITH_SERVICES) $(PY) -m pytest -n 2 $(PYTEST_ARGS)
 
 lint: install
 	$(VENV)/bin/ruff check .

@@ -3,25 +3,25 @@
 Both measured by ``make bench`` (``bench/ws.py``; ``BENCH_WS_PROBE=1`` shows the stalls).
 
 **Pings.** daphne pings each connection every ``--ping-interval`` seconds from one sweep over all
-connections every 2 s. With its default, 20 s, a process holding 10,000 connections sends 1,000
-pings per sweep and reads 1,000 pongs right after it: 40-100 ms in which nothing is delivered,
-every 2 s. At 50 s it is 400. 50 s stays under the 55-60 s idle timeouts of common load
-balancers (docs/production.md's nginx waits an hour), and a dead peer is still dropped within 80 s
-(the 30 s ``--ping-timeout`` after a ping). ``make run`` and ``bench.ws`` use these options.
+connections every 2 s. With its default, 20 s, a process holding 10,000 connections sends a
+tenth of them a ping in each sweep and reads the pongs right after it, time in which nothing is
+delivered. At 50 s it is two fifths of that (docs/performance.md has the measurements).
+50 s stays under the 55-60 s idle timeouts of common load balancers (docs/production.md's
+nginx waits an hour), and a dead peer is still dropped within 80 s (the 30 s
+``--ping-timeout`` after a ping). ``make run`` and ``bench.ws`` use these options.
 
 **Garbage collection.** Each open connection keeps about 130 objects the cycle collector tracks
 (daphne's, Twisted's, autobahn's, Channels' and the consumer's), so at 10,000 connections a full
-collection walks some 1.4 million objects and stops the event loop for over a second. CPython
+collection walks over a million objects and stops the event loop for over a second. CPython
 runs one when the objects promoted to the old generation since the last reach 25 % of those it
-left there. With the default thresholds (700, 10, 10) that was every ~40 s even with every
-connection idle: daphne's once-a-second sweep (``Server.application_checker``) copies its
+left there. With the default thresholds (700, 10, 10) that happened within a minute even with
+every connection idle: daphne's once-a-second sweep (``Server.application_checker``) copies its
 connection table into one tuple per connection, young collections ran every 700 new objects in
-the middle of it, and promoted the tuples they found alive (a delivery's in-flight objects too):
-150,000-250,000 promotions in 15 s at 10,000 connections, and full collections of 1.0-1.3 s
-inside the measurement. With a young generation of 50,000 (several times that sweep's burst at
-10,000 connections) such objects are gone before a young collection looks: promotions in a
-steady state drop to none, and full collections come only when the connections themselves grow
-(each young collection then examines up to 50,000 objects, under 5 ms here).
+the middle of it, and promoted the tuples they found alive (a delivery's in-flight objects too).
+With a young generation of 50,000 (several times that sweep's burst at 10,000 connections) such
+objects are gone before a young collection looks: promotions in a steady state drop to none,
+and full collections come only when the connections themselves grow (a young collection of
+50,000 objects stays short).
 """
 
 import gc
@@ -30,7 +30,8 @@ DAPHNE_OPTIONS = ("--ping-interval", "50")
 
 YOUNG = 50_000
 # The middle generation is collected every other young collection: with the default (10) it
-# grew to 550,000 objects while connections were being opened, a 400 ms pause when collected.
+# grew to hundreds of thousands of objects while connections were being opened, a long pause
+# when collected.
 MIDDLE = 1
 
 
@@ -81,8 +82,8 @@ def close_for_restart():
 
 
 def _apply_gc_settings() -> None:
-    # What start-up built (Django, settings, URL conf, models: ~130,000 objects, ~90 ms of
-    # every full collection) lives as long as the process: out of every collection's way.
+    # What start-up built (Django, settings, URL conf, models: a large share of every full
+    # collection) lives as long as the process: out of every collection's way.
     gc.collect()
     gc.freeze()
     gc.set_threshold(YOUNG, MIDDLE, gc.get_threshold()[2])

@@ -16,7 +16,7 @@ from django.utils import timezone
 from quickpe.authentication import DEVICE_SESSION
 from quickpe.business_day import business_zone
 from quickpe.errors import QuickPeError
-from quickpe.money import InvalidAmount, format_inr, parse_amount
+from quickpe.money import format_inr
 
 
 def signed_in(view):
@@ -49,14 +49,6 @@ def throttled(request, throttle_class, scope: str = "") -> float | None:
     if throttle.allow_request(call, SimpleNamespace(throttle_scope=scope)):
         return None
     return throttle.wait() or 1.0
-
-
-def amount_from(text: str, *, ceiling: int | None) -> tuple[int | None, str | None]:
-    """Paise from a form's amount, or the reason it is not one (in words)."""
-    try:
-        return parse_amount(text.strip(), ceiling=ceiling), None
-    except InvalidAmount as error:
-        return None, str(error)
 
 
 # Errors the services raise without naming a field, shown next to the field they are about.

@@ -34,9 +34,9 @@ def statement_timeout(milliseconds: int) -> Iterator[None]:
 def fetch_models(model: type[M], sql: str, params: list) -> list[M]:
     """Run hand-written SQL and build model instances the way Django's ORM does (``from_db``).
 
-    For the money hot path only: on this machine compiling an ORM query costs ~300 us of CPU,
-    several times the query itself, and a transfer runs a dozen of them. SELECT ``*`` so every
-    field is loaded.
+    For the money hot path only (``quickpe.statements``): compiling an ORM query costs several
+    times the query itself, and a transfer runs a dozen of them (docs/performance.md). SELECT
+    ``*`` so every field is loaded.
     """
     with connection.cursor() as cursor:
         cursor.execute(sql, params)

@@ -8,7 +8,7 @@ A ring is what the channel layer's ``group_send`` does with the Redis pub/sub la
 CHANNEL_LAYERS): one PUBLISH of the layer's serialized message on the group's Redis channel.
 It is sent here with redis-py's synchronous client, a commit's rings in one pipeline, because
 the request runs in a WSGI worker: the async layer needed an event loop in a second thread,
-which cost ~0.55 ms of CPU per transfer (its two users) against ~0.1 ms this way. The channel
+which cost several times the CPU per transfer (docs/performance.md). The channel
 name and the shard choice follow ``channels_redis.pubsub`` (pinned in requirements.txt);
 tests/test_event_stream.py checks that a consumer subscribed through the layer hears it.
 """

@@ -154,8 +154,9 @@ CACHES = {
 
 # Per-user groups ("user.<pk>") shared by every daphne process. Messages are only doorbells:
 # events live in PostgreSQL, so what the layer drops (a restart, a slow consumer) is replayed.
-# That is what the pub/sub layer is for: a group send is one PUBLISH (the default layer's Lua
-# scripts cost ~1.5 ms of CPU per transfer here), and nothing is stored. quickpe.realtime
+# That is what the pub/sub layer is for: a group send is one PUBLISH (the default layer runs
+# Lua scripts that store messages, several times the CPU; docs/realtime.md), and nothing is
+# stored. quickpe.realtime
 # publishes doorbells in this layer's own format from the sync web workers, so another backend
 # here also means another doorbell there.
 CHANNEL_LAYERS = {
@@ -308,9 +309,9 @@ QUICKPE_EXPORT_RETENTION_DAYS = env_int("QUICKPE_EXPORT_RETENTION_DAYS", 7, mini
 QUICKPE_EXPORT_STALE_SECONDS = env_int("QUICKPE_EXPORT_STALE_SECONDS", 120, minimum=1)
 # A statement of several years reads its ledger through one server-side cursor, for minutes.
 QUICKPE_EXPORT_STATEMENT_TIMEOUT_MS = env_int("QUICKPE_EXPORT_STATEMENT_TIMEOUT_MS", 600_000)
-# A PDF's memory grows a little with its pages (reportlab's bookkeeping, ~7 MB per 100,000
-# lines): past this many lines a PDF export fails with a message that suggests CSV, which has
-# no limit. 1,000,000 lines is about 14,000 pages and peaks under 200 MB (bench/exports.py).
+# A PDF's memory grows a little with its pages (reportlab's bookkeeping per page): past this
+# many lines a PDF export fails with a message that suggests CSV, which has no limit. The
+# default keeps a PDF build under 200 MB (bench/exports.py; numbers in docs/performance.md).
 QUICKPE_PDF_MAX_LINES = env_int("QUICKPE_PDF_MAX_LINES", 1_000_000, minimum=1)
 
 QUICKPE_IDEMPOTENCY_TTL_HOURS = env_int("QUICKPE_IDEMPOTENCY_TTL_HOURS", 24, minimum=1)

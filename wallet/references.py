@@ -13,7 +13,8 @@ def new_quickpe_id() -> str:
 def new_reference(prefix: str) -> str:
     """``TXN`` + 12 random characters (60 bits): collisions are not a practical concern, and
     the unique constraint turns the impossible one into an error rather than a duplicate.
-    One read of the system's randomness cut into twelve 5-bit letters (a transfer makes three
-    references; a ``secrets.choice`` per letter cost ~28 us each, this ~3 us)."""
+    One read of the system's randomness cut into twelve 5-bit letters: a transfer makes three
+    references, and a ``secrets.choice`` per letter draws about twice per letter, several times
+    the cost (docs/performance.md)."""
     bits = int.from_bytes(secrets.token_bytes(8), "big") >> 4
     return prefix + "".join(_ALPHABET[(bits >> shift) & 31] for shift in range(55, -1, -5))

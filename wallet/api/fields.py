@@ -1,7 +1,6 @@
 """Serializer fields shared by every app's API."""
 
 from django.conf import settings
-from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
@@ -32,10 +31,3 @@ class AmountField(serializers.Field):
 
     def to_representation(self, value: int) -> str:
         return format_paise(value)
-
-
-@extend_schema_field(OpenApiTypes.STR)
-class TrimmedText(serializers.CharField):
-    def __init__(self, **kwargs):
-        kwargs.setdefault("trim_whitespace", True)
-        super().__init__(**kwargs)

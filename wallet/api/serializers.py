@@ -75,8 +75,9 @@ class UserSearchResultSerializer(serializers.ModelSerializer):
 
 # Money responses are built on every money request. Their declared fields are the OpenAPI
 # schema; ``to_representation`` uses the hand-written shapes in ``wallet.representations``
-# because DRF deep-copies the declared fields of every serializer instance it renders (~0.5 ms
-# a request here). tests/test_api_shapes checks both give the same output.
+# because DRF deep-copies the declared fields of every serializer instance it renders, a cost
+# paid on every request (docs/performance.md). tests/test_api_shapes checks both give the
+# same output.
 class PartySerializer(serializers.Serializer):
     quickpe_id = serializers.CharField()
     name = serializers.CharField(source="get_full_name")
