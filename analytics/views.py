@@ -10,7 +10,6 @@ from analytics import insights, selectors
 from analytics.api.exports import ExportRequestSerializer, file_response, own_exports
 from analytics.api.figures import TimeseriesQuerySerializer
 from analytics.services import export_create
-from quickpe.business_day import business_day
 from quickpe.dashboard import signed_in, throttled
 from quickpe.errors import QuickPeError
 from quickpe.throttling import ExportRateThrottle
@@ -91,7 +90,6 @@ def exports_page(request):
         "exports": own_exports(request.user).order_by("-created_at")[:20],
         "errors": errors,
         "values": request.POST,
-        "today": business_day(),
     }
     return render(request, "dashboard/exports.html", context, status=400 if errors else 200)
 

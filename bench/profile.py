@@ -7,7 +7,7 @@ recipient lookup, wallet locks, the audit append, response serialization) with t
 timers, and every SQL statement with Django's ``execute_wrapper``. Only this process is
 patched; the application code is not changed. Sampling profilers (py-spy) and cProfile's
 CPU timer both mislead here: the first counts time blocked in psycopg's poll() as busy, the
-second costs more than the code it measures; timers around a dozen calls cost ~1 us each.
+second costs more than the code it measures; timers around a dozen calls cost next to nothing.
 Prints one JSON object: CPU (thread_time) and wall milliseconds per request for each step.
 """
 

@@ -109,7 +109,8 @@ def _start_freezing(reactor, every: float) -> None:
     def freeze() -> None:
         at, began = time.time(), time.perf_counter()
         gc.freeze()
-        # (not gc.get_freeze_count(): it walks every frozen object, ~250 ms at 10,000 connections)
+        # (not gc.get_freeze_count(): it walks every frozen object, itself a stall at 10,000
+        # connections)
         record("freeze", at, (time.perf_counter() - began) * 1000)
         reactor.callLater(every, freeze)
 
