@@ -194,8 +194,8 @@ def test_the_same_json_with_other_spacing_and_key_order_is_a_replay(alice, bob):
 
 @pytest.mark.django_db(transaction=True)
 def test_a_refusal_after_writes_keeps_none_of_them_and_remembers_the_refusal():
-    """A rule can refuse after the handler has written (a deposit here); the attempt has no
-    savepoint, so the whole transaction must roll back before the refusal is stored."""
+    """A rule can refuse after the handler has written (a deposit here): the handler's
+    savepoint rolls all of it back, and the refusal is stored under the key in its place."""
     alice = make_user("Alice")
     fund(alice, 10_00)
     before, keys = snapshot(), idempotency_keys()
@@ -253,8 +253,9 @@ def test_a_duplicate_committing_after_the_lookup_is_replayed_and_nothing_moves_t
 
 @pytest.mark.django_db(transaction=True)
 def test_a_refusal_sent_20_times_at_once_is_stored_once_and_moves_nothing():
-    """Refusals are stored by a second transaction; concurrent duplicates of a refused request
-    still get that refusal (first or replayed) or 409 in flight, and one key row exists."""
+    """Refusals are stored under the key like successes; concurrent duplicates of a refused
+    request still get that refusal (first or replayed) or 409 in flight, and one key row
+    exists."""
     alice, bob = make_user("Alice"), make_user("Bob")
     fund(alice, 10_00)
     before = snapshot()

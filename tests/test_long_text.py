@@ -13,7 +13,7 @@ from datetime import timedelta
 
 import pytest
 from django.db import transaction
-from django.test import Client
+from django.test import Client, RequestFactory
 from django.utils import timezone
 from hypothesis import HealthCheck, given
 from hypothesis import settings as hypothesis_settings
@@ -24,13 +24,20 @@ from analytics.tasks import export_build
 from audit.services import audit_verify
 from notifications.models import Notification
 from quickpe.text import ELLIPSIS, fit_length
-from tests.conftest import PASSWORD, client_for, fund, make_user
+from tests.conftest import PASSWORD, client_for, make_user
 from tests.invariants import assert_money_invariants
 from tests.test_admin import run_action, staff_in
 from wallet.models import DeviceSession, LedgerEntry, MoneyRequest, Transfer, User
-from wallet.services.money import transfer_create
-from wallet.services.requests import money_request_create, money_request_pay, money_requests_expire
+from wallet.services import support
+from wallet.services.money import deposit_create, transfer_create
+from wallet.services.requests import (
+    money_request_create,
+    money_request_decline,
+    money_request_pay,
+    money_requests_expire,
+)
 from wallet.services.sessions import describe_device
+from wallet.services.users import user_signin
 
 pytestmark = pytest.mark.django_db
 
@@ -208,22 +215,32 @@ def typed_text(min_size: int, max_size: int):
     first=typed_text(1, 150),
     last=typed_text(0, 150),
     note=typed_text(0, 255),
+    agent=typed_text(0, 512),
 )
 def test_every_composed_column_takes_any_name_and_note_up_to_the_input_limits(
-    db, first, last, note
+    db, first, last, note, agent
 ):
-    """Names and notes up to what signup and the money forms accept, through a transfer both
-    ways, a request paid and one expired: each composed text fits its column."""
+    """Names, notes and user agents up to what signup, the money forms and a request carry,
+    through a sign-in from a new device, a deposit, a transfer both ways, a request paid, one
+    declined and one expired, and a reversal: each composed text fits its column."""
     with transaction.atomic():
         sender = make_user(first, last)
         recipient = make_user(last or "R", first)
-        fund(sender, 100_00)
-        transfer_create(sender=sender, recipient=recipient, amount=1_00, note=note)
+        staff = make_user("Support", "Desk", is_staff=True, is_superuser=True)
+        request = RequestFactory().get("/", HTTP_USER_AGENT=agent)
+        user_signin(email=sender.email, password=PASSWORD, request=request)
+        deposit_create(user=sender, amount=100_00, description=note)
+        sent = transfer_create(sender=sender, recipient=recipient, amount=2_00, note=note)
         transfer_create(sender=recipient, recipient=sender, amount=1_00)
         asked = money_request_create(requester=recipient, payer=sender, amount=1_00, note=note)
         money_request_pay(user=sender, money_request_id=asked.pk)
+        declined = money_request_create(requester=sender, payer=recipient, amount=1_00, note=note)
+        money_request_decline(user=recipient, money_request_id=declined.pk)
         money_request_create(requester=sender, payer=recipient, amount=1_00)
         money_requests_expire(now=timezone.now() + timedelta(days=8))
+        support.transfer_reverse(
+            transfer=sent.transfer, actor=staff, reason=note.strip() or "Mistake"
+        )
         bounded_columns_hold_their_text()
         transaction.set_rollback(True)
 
