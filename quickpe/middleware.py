@@ -1,6 +1,8 @@
-"""One middleware around every HTTP request: its id, its log line and its metrics."""
+"""Middleware of every HTTP request: its id, its log line and its metrics; never cached."""
 
 import time
+
+from django.utils.cache import add_never_cache_headers
 
 from quickpe import metrics
 from quickpe.logs import REQUEST_ID_HEADER, get_logger, request_id, valid_request_id
@@ -42,3 +44,18 @@ class RequestObservation:
             return response
         finally:
             request_id.reset(reset)
+
+
+class NotStored:
+    """Every answer Django makes (pages, API answers, downloads) shows someone's balance,
+    ledger, statements or personal data, or may: ``Cache-Control: no-store`` (and private), so
+    no shared cache or back button keeps it. Static files are served before this (whitenoise)
+    and keep their caching."""
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        response = self.get_response(request)
+        add_never_cache_headers(response)
+        return response

@@ -10,6 +10,7 @@ The README lists every variable.
 import ipaddress
 from datetime import timedelta
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
@@ -93,6 +94,9 @@ MIDDLEWARE = [
     "quickpe.middleware.RequestObservation",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
+    # After whitenoise, so static files keep their long-lived caching.
+    "quickpe.middleware.NotStored",
+    "csp.middleware.CSPMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -224,7 +228,12 @@ STORAGES = {
     # or swap the backend for shared storage (django-storages) when workers run elsewhere.
     "exports": {
         "BACKEND": "django.core.files.storage.FileSystemStorage",
-        "OPTIONS": {"location": env_str("QUICKPE_EXPORT_DIR") or str(DATA_DIR / "exports")},
+        # Statements hold personal data: only the service's own user may read them.
+        "OPTIONS": {
+            "location": env_str("QUICKPE_EXPORT_DIR") or str(DATA_DIR / "exports"),
+            "file_permissions_mode": 0o600,
+            "directory_permissions_mode": 0o700,
+        },
     },
 }
 # Without collectstatic (tests, a quick shell) serve straight from the apps' folders.
@@ -323,6 +332,24 @@ if QUICKPE_AUDIT_CHAINS > 1024:  # the migration creates heads for chains 0..102
     raise ImproperlyConfigured("QUICKPE_AUDIT_CHAINS must be at most 1024.")
 # The public WebSocket URL advertised by /api/v1/realtime (daphne).
 QUICKPE_WEBSOCKET_URL = env_str("QUICKPE_WEBSOCKET_URL", "ws://127.0.0.1:8001/ws/events/")
+
+# Content-Security-Policy on every response (django-csp): scripts only from our own origin, no
+# inline script anywhere (the dashboard's live.js, the admin's and Swagger UI's are files);
+# inline style attributes are allowed (a bar's width). The event stream may be on its own port.
+_WEBSOCKET_ORIGIN = "{0.scheme}://{0.netloc}".format(urlsplit(QUICKPE_WEBSOCKET_URL))
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": ["'self'"],
+        "script-src": ["'self'"],
+        "style-src": ["'self'", "'unsafe-inline'"],
+        "img-src": ["'self'", "data:"],
+        "connect-src": ["'self'", _WEBSOCKET_ORIGIN],
+        "object-src": ["'none'"],
+        "base-uri": ["'self'"],
+        "form-action": ["'self'"],
+        "frame-ancestors": ["'none'"],
+    }
+}
 
 # Email (password reset links sent by support). Development prints messages on the console;
 # production sets an SMTP server, or another backend.

@@ -193,8 +193,11 @@ def export_folder(settings, tmp_path):
     settings.STORAGES = {
         **settings.STORAGES,
         "exports": {
-            "BACKEND": "django.core.files.storage.FileSystemStorage",
-            "OPTIONS": {"location": str(tmp_path / "exports")},
+            **settings.STORAGES["exports"],
+            "OPTIONS": {
+                **settings.STORAGES["exports"]["OPTIONS"],
+                "location": str(tmp_path / "exports"),
+            },
         },
     }
     return tmp_path / "exports"

@@ -1,6 +1,7 @@
 """Idempotent demo data for ``make run``: a few people with some history, and a staff user."""
 
-from django.core.management.base import BaseCommand
+from django.conf import settings
+from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
 
 from wallet.models import User
@@ -21,6 +22,12 @@ class Command(BaseCommand):
     help = "Create demo users with history (does nothing if they already exist)."
 
     def handle(self, *args, **options):
+        if not settings.IS_EMBEDDED:
+            # Demo accounts share a published password: never in a configured deployment.
+            raise CommandError(
+                "seed_demo runs only against the embedded development database "
+                "(DATABASE_URL set by manage.py or `python -m quickpe.embedded run`)."
+            )
         if not User.objects.filter(email=PEOPLE[0][0]).exists():
             with transaction.atomic():
                 self._create()
