@@ -43,6 +43,7 @@ def _isolated_settings(settings):
     settings.QUICKPE_SIGNIN_RATE = None
     settings.QUICKPE_SIGNIN_IP_RATE = None
     settings.QUICKPE_SIGNUP_IP_RATE = None
+    settings.QUICKPE_SEARCH_RATE = None
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -717,6 +717,25 @@ def test_user_search_returns_at_most_20_and_never_full_emails(alice):
     assert "@example.com" not in text.replace("***@example.com", "")
 
 
+def test_user_search_needs_three_characters_and_never_lists_staff(alice):
+    make_user("Zara", "Customer")
+    make_user("Zara", "Support", is_staff=True)
+    client = client_for(alice)
+
+    assert_problem(search(client, "Za"), 400, "validation_error")
+    assert [row["name"] for row in search(client, "Zar").json()] == ["Zara Customer"]
+
+
+def test_user_search_is_rate_limited_per_user(alice, bob, settings):
+    settings.QUICKPE_SEARCH_RATE = "3/m"
+    client = client_for(alice)
+    assert [search(client, "Bob").status_code for _ in range(3)] == [200, 200, 200]
+    refused = search(client, "Bob")
+    assert_problem(refused, 429, "rate_limited")
+    assert int(refused["Retry-After"]) >= 1
+    assert search(client_for(bob), "Alice").status_code == 200  # another user's own window
+
+
 # --- audit trail of the caller -----------------------------------------------------------
 
 

@@ -10,12 +10,13 @@ SEARCH_LIMIT = 20
 
 
 def users_search(*, query: str, exclude: User) -> list[User]:
-    """Users matching a name, a QuickPe ID or an exact email; never ``exclude`` (the caller)."""
+    """Active customers matching a name, a QuickPe ID or an exact email; never ``exclude`` (the
+    caller) and never staff accounts (whom customers have no reason to find or pay)."""
     matches = (
         Q(full_name__icontains=query) | Q(quickpe_id__istartswith=query) | Q(email=query.lower())
     )
     return list(
-        User.objects.filter(is_active=True)
+        User.objects.filter(is_active=True, is_staff=False)
         .annotate(full_name=Concat("first_name", Value(" "), "last_name"))
         .filter(matches)
         .exclude(pk=exclude.pk)

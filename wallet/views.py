@@ -20,6 +20,7 @@ from quickpe.formats import mask_email
 from quickpe.money import format_inr
 from quickpe.throttling import (
     MoneyRateThrottle,
+    SearchRateThrottle,
     SigninAccountThrottle,
     SigninIPThrottle,
     SignupIPThrottle,
@@ -33,6 +34,7 @@ from wallet.api.serializers import (
     SigninSerializer,
     SignupSerializer,
     TransferRequestSerializer,
+    UserSearchQuerySerializer,
 )
 from wallet.models import Wallet
 from wallet.money_forms import money_post, new_key
@@ -174,9 +176,17 @@ def home(request):
 
 @signed_in
 def people(request):
-    """Recipient suggestions for the send form (the API's user search, masked emails)."""
-    query = request.GET.get("q", "").strip()[:64]
-    found = selectors.users_search(query=query, exclude=request.user) if len(query) >= 2 else []
+    """Recipient suggestions for the send form: the API's user search (its rules, its rate
+    limit), masked emails. Too short or invalid a query suggests no one."""
+    wait = throttled(request, SearchRateThrottle)
+    if wait is not None:
+        return JsonResponse([], safe=False, status=429, headers={"Retry-After": str(int(wait) + 1)})
+    params = UserSearchQuerySerializer(data={"search": request.GET.get("q", "")})
+    found = (
+        selectors.users_search(query=params.validated_data["search"], exclude=request.user)
+        if params.is_valid()
+        else []
+    )
     return JsonResponse(
         [
             {"quickpe_id": u.quickpe_id, "name": u.get_full_name(), "email": mask_email(u.email)}

@@ -10,7 +10,12 @@ from rest_framework_simplejwt.exceptions import TokenError
 from rest_framework_simplejwt.tokens import RefreshToken
 
 from quickpe.authentication import SESSION_CLAIM
-from quickpe.throttling import SigninAccountThrottle, SigninIPThrottle, SignupIPThrottle
+from quickpe.throttling import (
+    SearchRateThrottle,
+    SigninAccountThrottle,
+    SigninIPThrottle,
+    SignupIPThrottle,
+)
 from wallet import selectors
 from wallet.api.serializers import (
     AuthResultSerializer,
@@ -168,11 +173,14 @@ class SessionDetailView(APIView):
 
 
 class UserSearchView(APIView):
+    throttle_classes = [SearchRateThrottle]
+
     @extend_schema(
-        parameters=[OpenApiParameter("search", str, required=True, description="at least 2 chars")],
+        parameters=[OpenApiParameter("search", str, required=True, description="at least 3 chars")],
         responses={200: UserSearchResultSerializer(many=True)},
         tags=["users"],
-        description="Matches name, QuickPe ID or exact email; at most 20, never the caller.",
+        description="Matches name, QuickPe ID or exact email; at most 20, never the caller, "
+        "never staff accounts. 429 `rate_limited` past QUICKPE_SEARCH_RATE.",
     )
     def get(self, request):
         # A CharField trims, and refuses NUL characters (PostgreSQL text cannot hold them).

@@ -55,9 +55,9 @@ class TokenPairSerializer(serializers.Serializer):
 
 class UserSearchQuerySerializer(serializers.Serializer):
     search = serializers.CharField(
-        min_length=2,
+        min_length=3,
         max_length=100,
-        error_messages={"min_length": "Type at least 2 characters."},
+        error_messages={"min_length": "Type at least 3 characters."},
     )
 
 
