@@ -282,3 +282,27 @@ def test_times_on_the_pages_are_kolkata_times(alice, bob):
 
     assert "5 Mar, 00:01" in page and "4 Mar, 18:31" not in page
     assert 'data-time-zone="Asia/Kolkata"' in page  # live lines are formatted the same way
+
+
+def test_payee_suggestions_follow_the_searchs_rules(alice):
+    make_user("Zara", "Customer")
+    make_user("Zara", "Support", is_staff=True)
+    browser = browser_for(alice)
+
+    assert browser.get("/app/people", {"q": "Za"}).json() == []  # 3 characters at least
+    assert [row["name"] for row in browser.get("/app/people", {"q": "Zar"}).json()] == [
+        "Zara Customer"
+    ]
+    # A NUL never reaches PostgreSQL (which cannot hold one): no one, not a 500.
+    hostile = browser.get("/app/people", {"q": "\x00Zar"})
+    assert (hostile.status_code, hostile.json()) == (200, [])
+
+
+def test_payee_suggestions_share_the_search_rate_limit(alice, settings):
+    settings.QUICKPE_SEARCH_RATE = "2/m"
+    browser = browser_for(alice)
+    assert [browser.get("/app/people", {"q": "Zar"}).status_code for _ in range(3)] == [
+        200,
+        200,
+        429,
+    ]
