@@ -10,7 +10,12 @@ from rest_framework_simplejwt.exceptions import TokenError
 from rest_framework_simplejwt.tokens import RefreshToken
 
 from quickpe.authentication import SESSION_CLAIM
-from quickpe.throttling import SigninAccountThrottle, SigninIPThrottle, SignupIPThrottle
+from quickpe.throttling import (
+    PasswordCheckThrottle,
+    SigninAccountThrottle,
+    SigninIPThrottle,
+    SignupIPThrottle,
+)
 from wallet import selectors
 from wallet.api.serializers import (
     AuthResultSerializer,
@@ -120,12 +125,15 @@ class MeView(APIView):
 
 
 class PasswordView(APIView):
+    throttle_classes = [PasswordCheckThrottle]
+
     @extend_schema(
         request=PasswordChangeSerializer,
         responses={204: None},
         tags=["users"],
         description="Revokes every refresh token of the user. Wrong old password: 400 "
-        "`invalid_password`; a weak new one: 400 `weak_password`.",
+        "`invalid_password` (audited); a weak new one: 400 `weak_password`. Throttled per "
+        "account, in the sign-in budget (QUICKPE_SIGNIN_RATE): 429 with Retry-After.",
     )
     def post(self, request):
         serializer = PasswordChangeSerializer(data=request.data)
