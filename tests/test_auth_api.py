@@ -16,6 +16,7 @@ from rest_framework_simplejwt.tokens import AccessToken, RefreshToken
 import quickpe.settings as production_settings
 from audit.models import AuditEntry
 from tests.conftest import PASSWORD, assert_problem, client_for, make_user, snapshot
+from tests.test_admin import staff_in
 from wallet.models import LedgerEntry, User, Wallet
 
 SIGNUP = "/api/v1/auth/signup"
@@ -757,11 +758,13 @@ def test_audit_list_shows_only_the_callers_entries_masked(alice, bob):
     assert all(row["created_at"].endswith("Z") for row in rows)
 
 
-def test_audit_verify_is_for_staff_only(alice):
-    staff = make_user("Sam", "Staff", is_staff=True)
+def test_audit_verify_is_for_compliance_only(alice):
+    staff, _browser = staff_in("compliance")
     signin(alice)
 
     assert_problem(client_for(alice).get(AUDIT_VERIFY), 403, "permission_denied")
+    plain = make_user("Sam", "Staff", is_staff=True)
+    assert_problem(client_for(plain).get(AUDIT_VERIFY), 403, "permission_denied")
     assert_problem(APIClient().get(AUDIT_VERIFY), 401, "not_authenticated")
     response = client_for(staff).get(AUDIT_VERIFY)
 
