@@ -86,7 +86,8 @@ class RefreshView(APIView):
         responses={200: TokenPairSerializer},
         tags=["auth"],
         description="Refresh tokens rotate: the one sent is revoked and a new pair returned. "
-        "A used or revoked refresh token is 401 `invalid_token`.",
+        "A used or revoked refresh token is 401 `invalid_token`; a used one also signs its "
+        "device session out (reuse detection), so the newer token stops working too.",
     )
     def post(self, request):
         payload = RefreshSerializer(data=request.data)
