@@ -1,11 +1,11 @@
 from drf_spectacular.utils import extend_schema, inline_serializer
 from rest_framework import generics, serializers
-from rest_framework.permissions import IsAdminUser
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from audit.models import AuditEntry
 from audit.services import audit_verify, entry_data
+from quickpe.authentication import staff_with
 
 
 class AuditEntrySerializer(serializers.ModelSerializer):
@@ -51,11 +51,13 @@ class AuditListView(generics.ListAPIView):
 
 
 class AuditVerifyView(APIView):
-    permission_classes = [IsAdminUser]
+    # As the admin's verify page: compliance and superusers (wallet migration 0005).
+    permission_classes = [staff_with("audit.verify_chain")]
 
     @extend_schema(
         tags=["audit"],
-        description="Staff only. Walks every chain; see README 'Audit chain'.",
+        description="Staff with `audit.verify_chain` (compliance) only. Walks every chain; "
+        "see README 'Audit chain'.",
         responses={
             200: inline_serializer(
                 "AuditVerifyResult",

@@ -10,6 +10,7 @@ same way without knowing where sessions are stored.
 
 from django.contrib.auth import get_user_model, login
 from django.utils.translation import gettext_lazy as _
+from rest_framework.permissions import BasePermission
 from rest_framework_simplejwt.authentication import JWTAuthentication
 from rest_framework_simplejwt.exceptions import InvalidToken
 from rest_framework_simplejwt.settings import api_settings
@@ -34,6 +35,20 @@ def user_for_access_token(token):
         return None
     user = get_user_model().objects.in_active_session(user_id=user_id, session_id=session_id)
     return user if user is not None and user.is_active else None
+
+
+def staff_with(*permissions: str) -> type[BasePermission]:
+    """A DRF permission for staff APIs: an active staff member holding every one of
+    ``permissions``, the admin's own, so an API answers exactly whom the admin would show the
+    same thing (superusers hold them all). Being staff alone grants nothing."""
+
+    class StaffWith(BasePermission):
+        def has_permission(self, request, view) -> bool:
+            user = request.user
+            return bool(user and user.is_active and user.is_staff and user.has_perms(permissions))
+
+    StaffWith.__name__ = f"StaffWith({', '.join(permissions)})"
+    return StaffWith
 
 
 class QuickPeJWTAuthentication(JWTAuthentication):

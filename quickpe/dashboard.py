@@ -39,11 +39,15 @@ def signed_in(view):
     return page
 
 
-def throttled(request, throttle_class, scope: str = "") -> float | None:
+def throttled(request, throttle_class, scope: str = "", data=None) -> float | None:
     """The API's shared rate limit for a form post: seconds to wait, or None when allowed.
-    The throttle classes read DRF's ``request.data`` and ``view.throttle_scope``."""
+    The throttle classes read DRF's ``request.data`` (the form, or ``data`` where a form names
+    its fields otherwise, as the admin's login does) and ``view.throttle_scope``."""
     call = SimpleNamespace(
-        data=request.POST, user=request.user, META=request.META, headers=request.headers
+        data=request.POST if data is None else data,
+        user=request.user,
+        META=request.META,
+        headers=request.headers,
     )
     throttle = throttle_class()
     if throttle.allow_request(call, SimpleNamespace(throttle_scope=scope)):

@@ -101,18 +101,34 @@ class MoneyRateThrottle(SharedRateThrottle):
         return f"{view.throttle_scope}:{request.user.pk}"
 
 
+def account_identity(email: object) -> str | None:
+    """The key of an account's password-guess budget: its normalised email, hashed so Redis
+    never holds an email address."""
+    if not isinstance(email, str) or not email.strip():
+        return None
+    return hashlib.sha256(email.strip().lower().encode()).hexdigest()[:32]
+
+
 class SigninAccountThrottle(SharedRateThrottle):
-    """Per account, whoever tries: ``QUICKPE_SIGNIN_RATE`` (default 5/m)."""
+    """Per account, whoever tries: ``QUICKPE_SIGNIN_RATE`` (default 5/m). One budget of
+    password guesses per account, spent by every door that checks its password: the API's
+    and the dashboard's sign-in, the admin's login and the current password of a change."""
 
     rate_setting = "QUICKPE_SIGNIN_RATE"
     scope = "signin-account"
 
     def identity(self, request, view):
-        email = request.data.get("email") if hasattr(request.data, "get") else None
-        if not isinstance(email, str) or not email.strip():
+        return account_identity(request.data.get("email") if hasattr(request.data, "get") else None)
+
+
+class PasswordCheckThrottle(SigninAccountThrottle):
+    """The signed-in caller's current password (a password change) spends the same budget as
+    a sign-in to their account: guessing it here is guessing the sign-in password."""
+
+    def identity(self, request, view):
+        if not request.user or not request.user.is_authenticated:
             return None
-        # Hash so Redis never holds an email address.
-        return hashlib.sha256(email.strip().lower().encode()).hexdigest()[:32]
+        return account_identity(request.user.email)
 
 
 class SigninIPThrottle(SharedRateThrottle):

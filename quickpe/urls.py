@@ -5,9 +5,11 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitVie
 
 from quickpe import health
 from quickpe.metrics import metrics_view
-from wallet.admin import PasswordResetConfirm
+from wallet.admin import PasswordResetConfirm, StaffSignInForm
 
 admin.site.site_header = admin.site.site_title = "QuickPe admin"
+# Limited and audited like every sign-in (README: "Security").
+admin.site.login_form = StaffSignInForm
 
 api_v1 = [
     path("", include("wallet.api.urls")),

@@ -303,3 +303,29 @@ def test_staff_without_a_group_see_nothing(history):
     assert browser.login(username=staff.email, password=PASSWORD)
     for page in list_pages(history)[1:]:
         assert browser.get(page).status_code == 403, page
+
+
+def test_the_staff_apis_ask_for_the_admins_permissions(history):
+    """/audit/verify: compliance's ``audit.verify_chain``, as the admin's verify page.
+    /analytics/kpi: sums of the wallets, ledger lines, users and exports the admin shows row by
+    row, so their view permissions (both groups hold them); being staff is not enough."""
+    allowed = {
+        "plain staff": (403, 403),
+        "support": (403, 200),
+        "compliance": (200, 200),
+        "superuser": (200, 200),
+    }
+    callers = {
+        "plain staff": make_user("Plain", "Staff", is_staff=True),
+        "support": staff_in("support")[0],
+        "compliance": staff_in("compliance")[0],
+        "superuser": staff_in(None, is_superuser=True)[0],
+    }
+    answered = {
+        name: tuple(
+            client_for(user).get(url).status_code
+            for url in ("/api/v1/audit/verify", "/api/v1/analytics/kpi")
+        )
+        for name, user in callers.items()
+    }
+    assert answered == allowed

@@ -28,6 +28,7 @@ from tests.conftest import (
     snapshot,
     wallet_status_set,
 )
+from tests.test_admin import staff_in
 from wallet.models import LedgerEntry, User, Wallet
 from wallet.services.money import (
     deposit_create,
@@ -630,7 +631,7 @@ def test_every_endpoint_needs_a_token(db, path):
 @pytest.mark.parametrize("path", [SUMMARY, TIMESERIES, CATEGORIES, INSIGHTS, KPI])
 def test_analytics_are_read_only(people, path):
     alice, _bob, _carol = people
-    staff = make_user("Sam", "Staff", is_staff=True)
+    staff, _browser = staff_in("support")
     assert_problem(client_for(staff).post(path, {}, format="json"), 405, "method_not_allowed")
 
 
@@ -821,7 +822,7 @@ def test_kpi_is_staff_only(people):
 
 def test_kpi_figures_match_direct_queries(people):
     alice, bob, carol = people
-    staff = make_user("Sam", "Staff", is_staff=True)
+    staff, _browser = staff_in("support")
     now = timezone.now()
     send(alice, bob, 100_00, now - timedelta(hours=2))
     send(bob, carol, 51_00, now - timedelta(hours=3))

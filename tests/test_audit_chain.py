@@ -14,6 +14,7 @@ from audit.chain import VERIFY_COLUMNS, canonical_around_seq, entry_hash
 from audit.models import AuditChainHead, AuditEntry
 from audit.services import audit_verify, chain_for
 from tests.conftest import client_for, fund, make_user
+from tests.test_admin import staff_in
 from wallet.models import LedgerEntry
 
 pytestmark = pytest.mark.django_db
@@ -183,8 +184,8 @@ def test_a_rewritten_head_is_caught(history):
     assert "head" in message
 
 
-def test_verify_endpoint_is_for_staff_and_reports_the_first_bad_entry(history):
-    staff = make_user("Staff", is_staff=True)
+def test_verify_endpoint_is_for_compliance_and_reports_the_first_bad_entry(history):
+    staff, _browser = staff_in("compliance")
     assert client_for(history[0]).get("/api/v1/audit/verify").status_code == 403
     response = client_for(staff).get("/api/v1/audit/verify")
     body = response.json()

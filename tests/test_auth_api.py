@@ -16,6 +16,7 @@ from rest_framework_simplejwt.tokens import AccessToken, RefreshToken
 import quickpe.settings as production_settings
 from audit.models import AuditEntry
 from tests.conftest import PASSWORD, assert_problem, client_for, make_user, snapshot
+from tests.test_admin import staff_in
 from wallet.models import LedgerEntry, User, Wallet
 
 SIGNUP = "/api/v1/auth/signup"
@@ -537,7 +538,10 @@ def test_password_change_with_a_wrong_old_password_changes_nothing(alice):
     assert [(error["field"], error["code"]) for error in body["errors"]] == [
         ("old_password", "invalid_password")
     ]
-    assert snapshot() == before
+    # Only the audit entry of the failure (and its audit:new event): tests/test_signin_guards.py.
+    after = snapshot()
+    assert (after["audit"], after["events"]) == (before["audit"] + 1, before["events"] + 1)
+    assert {**after, "audit": 0, "events": 0} == {**before, "audit": 0, "events": 0}
     assert User.objects.get(pk=alice.pk).password == hashed
     assert post(REFRESH, {"refresh": session["refresh"]}).status_code == 200
     signin(alice)  # the old password still works
@@ -773,11 +777,13 @@ def test_audit_list_shows_only_the_callers_entries_masked(alice, bob):
     assert all(row["created_at"].endswith("Z") for row in rows)
 
 
-def test_audit_verify_is_for_staff_only(alice):
-    staff = make_user("Sam", "Staff", is_staff=True)
+def test_audit_verify_is_for_compliance_only(alice):
+    staff, _browser = staff_in("compliance")
     signin(alice)
 
     assert_problem(client_for(alice).get(AUDIT_VERIFY), 403, "permission_denied")
+    plain = make_user("Sam", "Staff", is_staff=True)
+    assert_problem(client_for(plain).get(AUDIT_VERIFY), 403, "permission_denied")
     assert_problem(APIClient().get(AUDIT_VERIFY), 401, "not_authenticated")
     response = client_for(staff).get(AUDIT_VERIFY)
 

@@ -137,12 +137,44 @@ def test_a_refresh_keeps_the_session_and_updates_last_used(db):
 
     rotated = refresh(tokens).json()
 
-    assert_problem(refresh(tokens), 401, "invalid_token")  # the old one is spent
     listed = as_bearer(rotated).get("/api/v1/me/sessions").json()
     assert [(s["id"], s["current"]) for s in listed] == [(session.pk, True)]
     session.refresh_from_db()
     assert session.last_used_at > session.created_at
     assert refresh(rotated).status_code == 200
+    # The old one is spent (used again, it signs the device out: the test below).
+    assert_problem(refresh(tokens), 401, "invalid_token")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_reused_refresh_token_revokes_its_whole_session_and_is_audited():
+    """Reuse detection: a spent refresh token presented again means two holders (a stolen
+    token): the session ends, so the newer token dies too, whoever holds it. The refusal is
+    a 401 as before, and the revocation commits with it (committed transactions here)."""
+    user = make_user("Theo")
+    phone = sign_in(user, PHONE)
+    stolen = sign_in(user, LAPTOP)
+    session = DeviceSession.objects.get(user=user, device="Chrome on Windows")
+    rotated = refresh(stolen).json()
+
+    assert_problem(refresh(stolen), 401, "invalid_token")
+
+    session.refresh_from_db()
+    assert session.revoked_at is not None
+    assert_problem(refresh(rotated), 401, "invalid_token")
+    assert_problem(as_bearer(rotated).get("/api/v1/me"), 401, "invalid_token")
+    entry = AuditEntry.objects.get(action="session.refresh_reused")
+    assert (entry.actor_id, entry.entity_type, entry.entity_id, entry.data) == (
+        user.pk,
+        "session",
+        str(session.pk),
+        {"device": "Chrome on Windows"},
+    )
+    assert security_notices(user)[-1] == "Chrome on Windows was signed out"
+    # The other device carries on; the revoked session's tokens stay dead, nothing more audited.
+    assert refresh(phone).status_code == 200
+    assert_problem(refresh(stolen), 401, "invalid_token")
+    assert AuditEntry.objects.filter(action="session.refresh_reused").count() == 1
 
 
 @pytest.mark.django_db(transaction=True)

@@ -14,10 +14,12 @@ from contextvars import ContextVar
 
 from django import forms
 from django.contrib import admin
+from django.contrib.admin.forms import AdminAuthenticationForm
 from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
 from django.contrib.auth.forms import AdminPasswordChangeForm
 from django.contrib.auth.forms import UserChangeForm as DjangoUserChangeForm
 from django.contrib.auth.views import INTERNAL_RESET_SESSION_TOKEN, PasswordResetConfirmView
+from django.core.exceptions import ValidationError
 from django.http import HttpResponseRedirect
 from django.utils import timezone
 from django.utils.html import format_html_join
@@ -26,7 +28,10 @@ from rest_framework_simplejwt.token_blacklist.models import BlacklistedToken, Ou
 from audit.models import AuditEntry
 from notifications.models import Notification
 from quickpe.admin import ReadOnlyAdmin, StaffAdmin, admin_link, changelist_link, reason_action
+from quickpe.dashboard import throttled
+from quickpe.errors import InvalidCredentials
 from quickpe.money import format_inr
+from quickpe.throttling import SigninAccountThrottle, SigninIPThrottle
 from wallet.models import (
     DeviceSession,
     IdempotencyKey,
@@ -41,6 +46,7 @@ from wallet.services.users import (
     ADMIN_EDITABLE,
     EmailTaken,
     normalize_email,
+    staff_signin,
     user_admin_change,
     user_admin_password_set,
     user_create,
@@ -51,6 +57,29 @@ from wallet.services.users import (
 for _model in (OutstandingToken, BlacklistedToken):
     if admin.site.is_registered(_model):
         admin.site.unregister(_model)
+
+
+class StaffSignInForm(AdminAuthenticationForm):
+    """The admin's login (``admin.site.login_form``): the API's sign-in limits, per account
+    (the budget the API's sign-in spends too) and per IP, then the staff sign-in service,
+    which audits every attempt."""
+
+    def clean(self):
+        email, password = self.cleaned_data.get("username"), self.cleaned_data.get("password")
+        if email is None or not password:
+            return self.cleaned_data  # the field errors say what is missing
+        for throttle in (SigninAccountThrottle, SigninIPThrottle):
+            wait = throttled(self.request, throttle, data={"email": email})
+            if wait is not None:
+                raise ValidationError(
+                    f"Too many attempts; try again in {int(wait) + 1} seconds.",
+                    code="rate_limited",
+                )
+        try:
+            self.user_cache = staff_signin(email=email, password=password, request=self.request)
+        except InvalidCredentials:
+            raise self.get_invalid_login_error() from None
+        return self.cleaned_data
 
 
 # The request of the set-password page being served (Django builds its form without one).

@@ -20,6 +20,7 @@ from quickpe.formats import mask_email
 from quickpe.money import format_inr
 from quickpe.throttling import (
     MoneyRateThrottle,
+    PasswordCheckThrottle,
     SearchRateThrottle,
     SigninAccountThrottle,
     SigninIPThrottle,
@@ -296,7 +297,8 @@ def settings_page(request):
     errors: dict[str, str] = {}
     if request.method == "POST":
         form = PasswordChangeSerializer(data=request.POST)
-        if form.is_valid():
+        errors = _rate_limited(request, PasswordCheckThrottle)
+        if not errors and form.is_valid():
             try:
                 users.user_password_change(
                     user=request.user,
@@ -315,7 +317,7 @@ def settings_page(request):
             except QuickPeError as error:
                 field, message = error_words(error)
                 errors = {field: message}
-        else:
+        elif not errors:
             errors = _field_errors(form)
     context = {
         "sessions": request.user.device_sessions.active().order_by("-last_used_at"),

@@ -9,11 +9,11 @@ from django.core.exceptions import ValidationError as DjangoValidationError
 from django.utils import timezone
 from drf_spectacular.utils import extend_schema, extend_schema_field
 from rest_framework import serializers
-from rest_framework.permissions import IsAdminUser
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from analytics import insights, selectors
+from quickpe.authentication import staff_with
 from quickpe.business_day import business_day, business_time, day_end
 from quickpe.money import format_paise
 from wallet.api.filters import DateOrDateTimeField
@@ -319,13 +319,23 @@ class InsightsView(APIView):
 
 
 class KpiView(APIView):
-    permission_classes = [IsAdminUser]
-    problem_responses = {"403": "`permission_denied`: staff only"}
+    # The figures are sums of what the admin lists row by row: users, wallets, ledger lines and
+    # exports. Whoever may view all four (support, compliance, superusers) may see their sums.
+    permission_classes = [
+        staff_with(
+            "wallet.view_user",
+            "wallet.view_wallet",
+            "wallet.view_ledgerentry",
+            "analytics.view_export",
+        )
+    ]
+    problem_responses = {"403": "`permission_denied`: staff who may view every wallet only"}
 
     @extend_schema(
         responses={200: KpiSerializer},
         tags=["analytics"],
-        description="Staff only. System-wide figures over the rolling 24 hours and 30 days "
+        description="Staff who may view users, wallets, ledger lines and exports (support, "
+        "compliance) only. System-wide figures over the rolling 24 hours and 30 days "
         "before the request, computed at request time.",
     )
     def get(self, request):

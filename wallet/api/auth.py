@@ -11,6 +11,7 @@ from rest_framework_simplejwt.tokens import RefreshToken
 
 from quickpe.authentication import SESSION_CLAIM
 from quickpe.throttling import (
+    PasswordCheckThrottle,
     SearchRateThrottle,
     SigninAccountThrottle,
     SigninIPThrottle,
@@ -86,7 +87,8 @@ class RefreshView(APIView):
         responses={200: TokenPairSerializer},
         tags=["auth"],
         description="Refresh tokens rotate: the one sent is revoked and a new pair returned. "
-        "A used or revoked refresh token is 401 `invalid_token`.",
+        "A used or revoked refresh token is 401 `invalid_token`; a used one also signs its "
+        "device session out (reuse detection), so the newer token stops working too.",
     )
     def post(self, request):
         payload = RefreshSerializer(data=request.data)
@@ -125,12 +127,15 @@ class MeView(APIView):
 
 
 class PasswordView(APIView):
+    throttle_classes = [PasswordCheckThrottle]
+
     @extend_schema(
         request=PasswordChangeSerializer,
         responses={204: None},
         tags=["users"],
         description="Revokes every refresh token of the user. Wrong old password: 400 "
-        "`invalid_password`; a weak new one: 400 `weak_password`.",
+        "`invalid_password` (audited); a weak new one: 400 `weak_password`. Throttled per "
+        "account, in the sign-in budget (QUICKPE_SIGNIN_RATE): 429 with Retry-After.",
     )
     def post(self, request):
         serializer = PasswordChangeSerializer(data=request.data)

@@ -12,7 +12,7 @@ from django.conf import settings
 from django.utils import timezone
 from rest_framework_simplejwt.exceptions import TokenError
 from rest_framework_simplejwt.token_blacklist.models import BlacklistedToken, OutstandingToken
-from rest_framework_simplejwt.tokens import RefreshToken
+from rest_framework_simplejwt.tokens import RefreshToken, Token
 from rest_framework_simplejwt.utils import datetime_from_epoch
 from ua_parser import parse as parse_user_agent
 
@@ -141,18 +141,48 @@ def session_start(*, user: User, request=None, is_signin: bool = True):
     return _pair(refresh), session, events
 
 
-@unit_of_work
+class _PresentedRefresh(RefreshToken):
+    """A refresh token checked for signature, expiry and type but not against simplejwt's
+    blacklist, which holds every spent token: the session row tells a spent token of a live
+    session (a reuse) from its current one."""
+
+    def verify(self, *args, **kwargs) -> None:
+        Token.verify(self, *args, **kwargs)
+
+    def is_blacklisted(self) -> bool:
+        return BlacklistedToken.objects.filter(token__jti=self["jti"]).exists()
+
+
 def session_refresh(*, raw: str, request=None) -> dict[str, str]:
     """Rotate a refresh token: the one sent stops working and a new pair is returned.
 
-    Keeps: only the session's current token rotates (a used, revoked or foreign one is
-    ``TokenRevoked``), once. Locks: the session row."""
+    Keeps: only the session's current token rotates (a revoked or foreign one is
+    ``TokenRevoked``), once. Reuse detection: a spent token of an active session presented
+    again means it has two holders (one of them has stolen it), so the session is revoked and
+    its newer token dies too, whoever holds it (``session.refresh_reused``, audited, and the
+    owner told). That revocation commits in its own unit of work; then the request is
+    refused like any other ``TokenRevoked``."""
     try:
-        refresh = RefreshToken(raw)  # signature, expiry, type and simplejwt's blacklist
+        refresh = _PresentedRefresh(raw)  # signature, expiry and type
         user_id = int(refresh[settings.SIMPLE_JWT["USER_ID_CLAIM"]])
         session_id = int(refresh[SESSION_CLAIM])
     except (TokenError, KeyError, TypeError, ValueError):
         raise TokenRevoked() from None
+    tokens = _session_rotate(
+        refresh=refresh, user_id=user_id, session_id=session_id, request=request
+    )
+    if tokens is None:
+        raise TokenRevoked()
+    return tokens
+
+
+@unit_of_work
+def _session_rotate(
+    *, refresh: _PresentedRefresh, user_id: int, session_id: int, request
+) -> dict[str, str] | None:
+    """The new pair, or None when a spent token came back and the session was revoked (the
+    caller refuses the request after this commits). Locks: the session row; on a reuse, then
+    the user's audit chain head and stream."""
     now = timezone.now()
     session = session_lock(
         session_id=session_id,
@@ -161,7 +191,12 @@ def session_refresh(*, raw: str, request=None) -> dict[str, str]:
         revoked_at__isnull=True,
         expires_at__gt=now,
     )
-    if session is None or session.refresh_jti != refresh["jti"]:
+    if session is None:
+        raise TokenRevoked()
+    if session.refresh_jti != refresh["jti"]:
+        _reuse_revoke(session=session, now=now, request=request)
+        return None
+    if refresh.is_blacklisted():  # the session a password change kept: no refresh left
         raise TokenRevoked()
     _blacklist([session.refresh_jti])
     rotated = _new_refresh(user_id, session.pk)
@@ -173,6 +208,28 @@ def session_refresh(*, raw: str, request=None) -> dict[str, str]:
         session.ip = client_ip(request)
     session.save(update_fields=["refresh_jti", "last_used_at", "expires_at", "ip"])
     return _pair(rotated)
+
+
+def _reuse_revoke(*, session: DeviceSession, now, request) -> None:
+    """Revoke a session whose spent refresh token came back, audit it as its owner's (the
+    attempt came with the owner's token) and tell the owner."""
+    _revoke([session], now)
+    user_id, notice = security_notification(
+        user=session.user,
+        title=f"{session.device} was signed out",
+        body="Its sign-in was used from two places, so it may have been copied. Sign in again "
+        "on that device; if this keeps happening, change your password.",
+        data={"session_id": session.pk, "device": session.device},
+    )
+    entry = audit_append(
+        actor=session.user,
+        action="session.refresh_reused",
+        entity_type="session",
+        entity_id=session.pk,
+        data={"device": session.device},
+        request=request,
+    )
+    events_emit({user_id: [notice]}, audit=[entry])
 
 
 def session_end(*, refresh: RefreshToken) -> None:

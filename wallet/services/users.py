@@ -125,27 +125,72 @@ def tokens_issue(user: User, *, request=None) -> dict[str, str]:
     return tokens
 
 
-def user_signin(*, email: str, password: str, request=None) -> tuple[User, dict[str, str]]:
-    """Check the password and open a device session (a first sign-in from a device sends a
-    ``security`` notification); a failure is audited and raises InvalidCredentials. The
-    password is checked before the unit of work: hashing holds no locks."""
+def user_authenticate(*, email: str, password: str, via: str = "", request=None) -> User:
+    """The password check of every sign-in (API, dashboard and admin): the active user, or a
+    failure audited (``user.signin_failed``, the email masked) and InvalidCredentials. Runs
+    before any unit of work: hashing holds no locks. The per-account and per-IP limits are
+    the callers' (``quickpe.throttling``), counted before this runs."""
     email = normalize_email(email)
     user = authenticate(request, username=email, password=password)
     if user is None:
-        _signin_failure_record(email=email, request=request)
+        _signin_failure_record(email=email, via=via, request=request)
         raise InvalidCredentials()
+    second_factor_check(user=user, via=via)
+    return user
+
+
+def second_factor_check(*, user: User, via: str) -> None:
+    """Where a sign-in whose password was right will ask for a second factor: every path (API,
+    dashboard, admin) passes here after the password and before a session opens. Two-factor
+    is not built yet. When it is, ``QUICKPE_STAFF_REQUIRE_2FA`` makes a staff member without a
+    confirmed second factor stop here (audited as ``user.signin_failed``, reason
+    ``second_factor``) instead of being signed in."""
+
+
+def user_signin(*, email: str, password: str, request=None) -> tuple[User, dict[str, str]]:
+    """Check the password and open a device session (a first sign-in from a device sends a
+    ``security`` notification); a failure is audited and raises InvalidCredentials."""
+    user = user_authenticate(email=email, password=password, request=request)
     return user, _signin_record(user=user, request=request)
 
 
-@unit_of_work
-def _signin_failure_record(*, email: str, request) -> None:
-    _audit(
-        actor=None,
-        action="user.signin_failed",
+def staff_signin(*, email: str, password: str, request=None) -> User:
+    """The admin's sign-in: the password check every sign-in makes, then staff only (a
+    customer's right password is refused like a wrong one, and audited with the reason).
+    Opens no device session: the admin runs on Django's session and staff permissions, and
+    the caller (the admin's login view) signs the browser in. Audited ``user.signin`` with
+    ``via: admin``."""
+    user = user_authenticate(email=email, password=password, via="admin", request=request)
+    if not user.is_staff:
+        _signin_failure_record(email=user.email, via="admin", reason="not_staff", request=request)
+        raise InvalidCredentials()
+    _audit_as_unit(
+        actor=user,
+        action="user.signin",
         entity_type="user",
-        data={"email": email},
+        entity_id=user.pk,
+        data={"via": "admin"},
         request=request,
     )
+    return user
+
+
+@unit_of_work
+def _signin_failure_record(*, email: str, via: str = "", reason: str = "", request) -> None:
+    """Actor-less (chain 0): whoever typed the email is not known to be its owner."""
+    data = {"email": email}
+    if via:
+        data["via"] = via
+    if reason:
+        data["reason"] = reason
+    _audit(actor=None, action="user.signin_failed", entity_type="user", data=data, request=request)
+
+
+@unit_of_work
+def _audit_as_unit(**entry) -> None:
+    """An audited attempt that changes nothing else (a sign-in to the admin, a wrong current
+    password). Locks: the actor's audit chain head, the actor's stream."""
+    _audit(**entry)
 
 
 @unit_of_work
@@ -189,9 +234,20 @@ def user_password_change(
     request=None,
 ) -> None:
     """Change the password, sign every other device out and revoke every refresh token of the
-    user (this device's too: it keeps its access token until that expires). The passwords are
-    checked before the unit of work: hashing holds no locks."""
+    user (this device's too: it keeps its access token until that expires). A wrong current
+    password is audited (``user.password_change_failed``) and changes nothing else; guesses
+    are limited per account by the caller, in the sign-in budget. The passwords are checked
+    before the unit of work: hashing holds no locks."""
     if not user.check_password(old_password):
+        # Audited in its own unit of work: the refusal below changes nothing else.
+        _audit_as_unit(
+            actor=user,
+            action="user.password_change_failed",
+            entity_type="user",
+            entity_id=user.pk,
+            data={"email": user.email},
+            request=request,
+        )
         raise WrongPassword.on_field("old_password")
     password_check(new_password, user=user, field="new_password")
     user.set_password(new_password)
