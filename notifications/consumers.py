@@ -27,9 +27,11 @@ from quickpe.formats import timestamp
 from quickpe.logs import get_logger, request_id, valid_request_id
 from quickpe.realtime import group_for
 
+# autobahn (under daphne) lets an application close only with 1000 or 3000-4999, so RFC 6455's
+# 1003 and 1009 cannot be sent: the codes are 4000 + the HTTP status of the same meaning.
 CLOSE_UNAUTHORIZED = 4401
-CLOSE_TOO_BIG = 1009
-CLOSE_UNSUPPORTED = 1003
+CLOSE_TOO_BIG = 4413
+CLOSE_UNSUPPORTED = 4415
 logger = get_logger("quickpe.websocket")
 MAX_CLIENT_FRAME = 4096  # bytes of UTF-8
 BATCH = 500
