@@ -7,6 +7,7 @@ whatever the channel layer drops or repeats.
 
 import asyncio
 import json
+import re
 import time
 from urllib.parse import parse_qs, urlparse
 
@@ -34,6 +35,10 @@ CLOSE_TOO_BIG = 4413
 CLOSE_UNSUPPORTED = 4415
 logger = get_logger("quickpe.websocket")
 MAX_CLIENT_FRAME = 4096  # bytes of UTF-8
+# Client messages are flat ({"type": "resume", "last_event_id": 7} has depth 1): anything deeper
+# is refused before json.loads, whose C decoder recurses once per level.
+MAX_CLIENT_DEPTH = 4
+_JSON_STRING = re.compile(r'"(?:[^"\\]|\\.)*"')  # its brackets are text, not nesting
 BATCH = 500
 
 
@@ -52,6 +57,30 @@ def _origin_allowed(scope) -> bool:
     origin = dict(scope.get("headers", [])).get(b"origin", b"").decode("latin-1")
     host, _port = split_domain_port(urlparse(origin).netloc)
     return bool(host) and validate_host(host, settings.ALLOWED_HOSTS)
+
+
+def _parse(text: str) -> dict | None:
+    """A client message: a JSON object nested at most MAX_CLIENT_DEPTH deep, else None."""
+    if _nesting_depth(text) > MAX_CLIENT_DEPTH:
+        return None
+    try:
+        message = json.loads(text)
+    except ValueError:
+        return None
+    return message if isinstance(message, dict) else None
+
+
+def _nesting_depth(text: str) -> int:
+    """How deeply JSON arrays and objects nest in ``text``, brackets inside strings aside;
+    a scan, so any depth is measured without recursion."""
+    depth = deepest = 0
+    for char in _JSON_STRING.sub("", text):
+        if char in "[{":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif char in "]}":
+            depth -= 1
+    return deepest
 
 
 @database_sync_to_async
@@ -149,11 +178,8 @@ class EventStreamConsumer(AsyncJsonWebsocketConsumer):
         if len(text_data.encode()) > MAX_CLIENT_FRAME:
             await self.close(code=CLOSE_TOO_BIG)
             return
-        try:
-            message = json.loads(text_data)
-        except ValueError:
-            message = None
-        if not isinstance(message, dict):
+        message = _parse(text_data)
+        if message is None:
             await self._error("invalid_message", "Send a JSON object with a type.")
         elif message.get("type") == "ping":
             await self.send_json({"type": "pong", "ts": timestamp(timezone.now())})

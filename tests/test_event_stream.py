@@ -332,3 +332,31 @@ def test_event_rows_carry_the_payloads_exactly_with_hostile_text():
     assert received[1].data["transaction"]["description"] == note
     assert received[2].data["notification"]["body"] == note
     assert received[2].data["unread_count"] == Notification.objects.filter(user=bob).count()
+
+
+def test_a_deeply_nested_message_is_an_error_frame_and_the_connection_lives_on():
+    user = make_user("Nested")
+    deep = '{"type": "ping", "x": ' + "[" * 2000 + "]" * 2000 + "}"  # 4,022 chars: under the limit
+    quoted = json.dumps({"type": "ping", "note": "[[[[[[{{{{{{"})  # brackets in a string count not
+
+    async def scenario():
+        stream = await open_stream(user)
+        await stream.receive_json_from(timeout=WAIT)
+        answers = []
+        for text in (deep, "[" * 4000, quoted):
+            await stream.send_to(text_data=text)
+            answers.append(await stream.receive_json_from(timeout=WAIT))
+        await stream.disconnect()
+        return answers
+
+    deep_answer, open_answer, quoted_answer = async_to_sync(scenario)()
+    assert (
+        deep_answer
+        == open_answer
+        == {
+            "type": "error",
+            "code": "invalid_message",
+            "detail": "Send a JSON object with a type.",
+        }
+    )
+    assert quoted_answer["type"] == "pong"
