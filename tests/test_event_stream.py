@@ -10,6 +10,7 @@ from asgiref.sync import async_to_sync
 from channels.testing import WebsocketCommunicator
 from rest_framework_simplejwt.tokens import AccessToken
 
+from notifications import consumers
 from notifications.models import Event, Notification
 from quickpe.asgi import application
 from tests.conftest import client_for, fund, make_user
@@ -360,3 +361,55 @@ def test_a_deeply_nested_message_is_an_error_frame_and_the_connection_lives_on()
         }
     )
     assert quoted_answer["type"] == "pong"
+
+
+def test_a_client_over_the_message_rate_gets_rate_limited_then_is_closed():
+    user = make_user("Flooder")
+    burst, refused = consumers.MESSAGE_BURST, consumers.REFUSED_BEFORE_CLOSE
+
+    async def scenario():
+        stream = await open_stream(user)
+        await stream.receive_json_from(timeout=WAIT)
+        for _ in range(burst + refused + 5):  # sent at once, faster than the bucket refills
+            await stream.send_json_to({"type": "ping"})
+        outputs = []
+        while not outputs or outputs[-1]["type"] != "websocket.close":
+            outputs.append(await stream.receive_output(timeout=WAIT))
+        return outputs
+
+    outputs = async_to_sync(scenario)()
+    frames = [json.loads(output["text"]) for output in outputs[:-1]]
+    assert [frame["type"] for frame in frames] == ["pong"] * burst + ["error"]
+    assert frames[-1]["code"] == "rate_limited"
+    assert outputs[-1] == {"type": "websocket.close", "code": 4429}
+
+
+def test_300_resumes_do_not_multiply_the_replay():
+    """The review's flood: 300 resume messages at once replayed the history 300 times."""
+    alice, bob = make_user("Alice"), make_user("Bob")
+    fund(alice, 1000_00)
+    for _ in range(5):
+        assert transfer(alice, bob).status_code == 201
+    position = Event.objects.filter(user=bob).count()  # signup + 5 transfers x 3 events
+    resumes_served = consumers.MESSAGE_BURST // (1 + consumers.REPLAY_COST)  # 2
+
+    async def scenario():
+        stream = await open_stream(bob)
+        await stream.receive_json_from(timeout=WAIT)
+        for _ in range(300):
+            await stream.send_json_to({"type": "resume", "last_event_id": 0})
+        outputs = []
+        while not outputs or outputs[-1]["type"] != "websocket.close":
+            outputs.append(await stream.receive_output(timeout=WAIT))
+        return outputs
+
+    outputs = async_to_sync(scenario)()
+    frames = [json.loads(output["text"]) for output in outputs[:-1]]
+    replay = list(range(1, position + 1))
+    assert len(frames) == resumes_served * (position + 1) + 1
+    for served in range(resumes_served):
+        chunk = frames[served * (position + 1) : (served + 1) * (position + 1)]
+        assert [frame["id"] for frame in chunk[:-1]] == replay
+        assert chunk[-1] == {"type": "resumed", "last_event_id": position}
+    assert frames[-1]["code"] == "rate_limited"
+    assert outputs[-1] == {"type": "websocket.close", "code": 4429}
