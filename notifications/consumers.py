@@ -9,7 +9,7 @@ import asyncio
 import json
 import re
 import time
-from urllib.parse import parse_qs, urlparse
+from urllib.parse import parse_qs, urlsplit
 
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
@@ -63,11 +63,49 @@ def authenticates_by_token(scope) -> bool:
     return bool(_query(scope).get("token"))
 
 
+def _origin(url: str) -> str | None:
+    """``scheme://host[:port]`` as browsers send it in ``Origin`` (default port left out)."""
+    try:
+        parts = urlsplit(url.strip())
+        port = parts.port
+    except ValueError:
+        return None
+    if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
+        return None
+    host = f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname
+    default = 443 if parts.scheme.lower() == "https" else 80
+    return f"{parts.scheme.lower()}://{host}" + (f":{port}" if port not in (None, default) else "")
+
+
+def _own_origin(scope) -> str | None:
+    """The origin of the handshake itself, as Django's CSRF check sees a request's: its Host
+    (``X-Forwarded-Host`` with ``USE_X_FORWARDED_HOST``) if ALLOWED_HOSTS names it, with https
+    for ``wss`` or, behind a proxy, the ``SECURE_PROXY_SSL_HEADER`` it sets."""
+    headers = dict(scope.get("headers", []))
+    host = headers.get(b"host", b"").decode("latin-1")
+    if settings.USE_X_FORWARDED_HOST and b"x-forwarded-host" in headers:
+        host = headers[b"x-forwarded-host"].decode("latin-1").split(",")[0].strip()
+    domain, _port = split_domain_port(host)
+    if not domain or not validate_host(domain, settings.ALLOWED_HOSTS):
+        return None
+    scheme = "https" if scope.get("scheme") == "wss" else "http"
+    if settings.SECURE_PROXY_SSL_HEADER:
+        name, value = settings.SECURE_PROXY_SSL_HEADER
+        header = name.removeprefix("HTTP_").replace("_", "-").lower().encode("latin-1")
+        if header in headers:
+            forwarded = headers[header].decode("latin-1").split(",")[0].strip()
+            scheme = "https" if forwarded == value else "http"
+    return _origin(f"{scheme}://{host}")
+
+
 def _origin_allowed(scope) -> bool:
-    """Cookie authentication only from our own pages (no cross-site WebSocket hijacking)."""
-    origin = dict(scope.get("headers", [])).get(b"origin", b"").decode("latin-1")
-    host, _port = split_domain_port(urlparse(origin).netloc)
-    return bool(host) and validate_host(host, settings.ALLOWED_HOSTS)
+    """Cookie authentication only from our own pages (no cross-site WebSocket hijacking): the
+    ``Origin`` must be the socket's own origin or one of ``CSRF_TRUSTED_ORIGINS`` (the
+    dashboard's, where its pages are served from another port or host), scheme, host and port
+    alike."""
+    origin = _origin(dict(scope.get("headers", [])).get(b"origin", b"").decode("latin-1"))
+    trusted = {_origin(entry) for entry in settings.CSRF_TRUSTED_ORIGINS}
+    return origin is not None and (origin == _own_origin(scope) or origin in trusted)
 
 
 def _parse(text: str) -> dict | None:
