@@ -7,8 +7,9 @@ whatever the channel layer drops or repeats.
 
 import asyncio
 import json
+import re
 import time
-from urllib.parse import parse_qs, urlparse
+from urllib.parse import parse_qs, urlsplit
 
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
@@ -27,12 +28,29 @@ from quickpe.formats import timestamp
 from quickpe.logs import get_logger, request_id, valid_request_id
 from quickpe.realtime import group_for
 
+# autobahn (under daphne) lets an application close only with 1000 or 3000-4999, so RFC 6455's
+# 1003, 1008 and 1009 cannot be sent: the codes are 4000 + the HTTP status of the same meaning.
 CLOSE_UNAUTHORIZED = 4401
-CLOSE_TOO_BIG = 1009
-CLOSE_UNSUPPORTED = 1003
+CLOSE_TOO_BIG = 4413
+CLOSE_UNSUPPORTED = 4415
+CLOSE_RATE_LIMITED = 4429
 logger = get_logger("quickpe.websocket")
 MAX_CLIENT_FRAME = 4096  # bytes of UTF-8
+# Client messages are flat ({"type": "resume", "last_event_id": 7} has depth 1): anything deeper
+# is refused before json.loads, whose C decoder recurses once per level.
+MAX_CLIENT_DEPTH = 4
+_JSON_STRING = re.compile(r'"(?:[^"\\]|\\.)*"')  # its brackets are text, not nesting
 BATCH = 500
+# Client messages per connection, a token bucket: an honest client pings every half minute and
+# resumes after a reconnect, so a burst of 10 and one more a second never refuse it, while one
+# connection's flood costs the server a reply a second. A replay may send the whole retained
+# stream, so a resume that replays takes 4 tokens more: two in a row, then one every 5 s.
+MESSAGE_BURST = 10
+MESSAGES_PER_SECOND = 1.0
+REPLAY_COST = 4
+# Over the rate, the first refused message gets an error frame (rate_limited) and the rest
+# nothing, which costs a flood nothing; the 10th refused in a row closes the connection.
+REFUSED_BEFORE_CLOSE = 10
 
 
 def _query(scope) -> dict[str, str]:
@@ -45,11 +63,73 @@ def authenticates_by_token(scope) -> bool:
     return bool(_query(scope).get("token"))
 
 
+def _origin(url: str) -> str | None:
+    """``scheme://host[:port]`` as browsers send it in ``Origin`` (default port left out)."""
+    try:
+        parts = urlsplit(url.strip())
+        port = parts.port
+    except ValueError:
+        return None
+    if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
+        return None
+    host = f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname
+    default = 443 if parts.scheme.lower() == "https" else 80
+    return f"{parts.scheme.lower()}://{host}" + (f":{port}" if port not in (None, default) else "")
+
+
+def _own_origin(scope) -> str | None:
+    """The origin of the handshake itself, as Django's CSRF check sees a request's: its Host
+    (``X-Forwarded-Host`` with ``USE_X_FORWARDED_HOST``) if ALLOWED_HOSTS names it, with https
+    for ``wss`` or, behind a proxy, the ``SECURE_PROXY_SSL_HEADER`` it sets."""
+    headers = dict(scope.get("headers", []))
+    host = headers.get(b"host", b"").decode("latin-1")
+    if settings.USE_X_FORWARDED_HOST and b"x-forwarded-host" in headers:
+        host = headers[b"x-forwarded-host"].decode("latin-1").split(",")[0].strip()
+    domain, _port = split_domain_port(host)
+    if not domain or not validate_host(domain, settings.ALLOWED_HOSTS):
+        return None
+    scheme = "https" if scope.get("scheme") == "wss" else "http"
+    if settings.SECURE_PROXY_SSL_HEADER:
+        name, value = settings.SECURE_PROXY_SSL_HEADER
+        header = name.removeprefix("HTTP_").replace("_", "-").lower().encode("latin-1")
+        if header in headers:
+            forwarded = headers[header].decode("latin-1").split(",")[0].strip()
+            scheme = "https" if forwarded == value else "http"
+    return _origin(f"{scheme}://{host}")
+
+
 def _origin_allowed(scope) -> bool:
-    """Cookie authentication only from our own pages (no cross-site WebSocket hijacking)."""
-    origin = dict(scope.get("headers", [])).get(b"origin", b"").decode("latin-1")
-    host, _port = split_domain_port(urlparse(origin).netloc)
-    return bool(host) and validate_host(host, settings.ALLOWED_HOSTS)
+    """Cookie authentication only from our own pages (no cross-site WebSocket hijacking): the
+    ``Origin`` must be the socket's own origin or one of ``CSRF_TRUSTED_ORIGINS`` (the
+    dashboard's, where its pages are served from another port or host), scheme, host and port
+    alike."""
+    origin = _origin(dict(scope.get("headers", [])).get(b"origin", b"").decode("latin-1"))
+    trusted = {_origin(entry) for entry in settings.CSRF_TRUSTED_ORIGINS}
+    return origin is not None and (origin == _own_origin(scope) or origin in trusted)
+
+
+def _parse(text: str) -> dict | None:
+    """A client message: a JSON object nested at most MAX_CLIENT_DEPTH deep, else None."""
+    if _nesting_depth(text) > MAX_CLIENT_DEPTH:
+        return None
+    try:
+        message = json.loads(text)
+    except ValueError:
+        return None
+    return message if isinstance(message, dict) else None
+
+
+def _nesting_depth(text: str) -> int:
+    """How deeply JSON arrays and objects nest in ``text``, brackets inside strings aside;
+    a scan, so any depth is measured without recursion."""
+    depth = deepest = 0
+    for char in _JSON_STRING.sub("", text):
+        if char in "[{":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif char in "]}":
+            depth -= 1
+    return deepest
 
 
 @database_sync_to_async
@@ -73,6 +153,8 @@ class EventStreamConsumer(AsyncJsonWebsocketConsumer):
         self.send_lock = asyncio.Lock()
         self.expiry = None
         self.session_id = None
+        self.is_closing = False
+        self.tokens, self.tokens_at, self.refused = float(MESSAGE_BURST), time.monotonic(), 0
         await self.accept()
         query = _query(self.scope)
         user, token = await self._authenticate(query.get("token"))
@@ -119,11 +201,11 @@ class EventStreamConsumer(AsyncJsonWebsocketConsumer):
     async def sessions_revoked(self, message):
         """The device session this socket signed in with was revoked: close it at once."""
         if self.session_id is not None and self.session_id in message["sessions"]:
-            await self.close(code=CLOSE_UNAUTHORIZED)
+            await self._close(CLOSE_UNAUTHORIZED)
 
     def _expired(self) -> None:
         # Kept in self.expiry: the loop holds only a weak reference to a task.
-        self.expiry = asyncio.ensure_future(self.close(code=CLOSE_UNAUTHORIZED))
+        self.expiry = asyncio.ensure_future(self._close(CLOSE_UNAUTHORIZED))
 
     async def disconnect(self, code):
         if self.expiry is not None:
@@ -139,31 +221,53 @@ class EventStreamConsumer(AsyncJsonWebsocketConsumer):
             await self.channel_layer.group_discard(group_for(self.user.pk), self.channel_name)
 
     async def receive(self, text_data=None, bytes_data=None, **kwargs):
-        if self.user is None:
-            return
+        if self.user is None or self.is_closing:
+            return  # frames that were on their way when we closed
         if text_data is None:  # binary frames are not part of the protocol
-            await self.close(code=CLOSE_UNSUPPORTED)
+            await self._close(CLOSE_UNSUPPORTED)
             return
         if len(text_data.encode()) > MAX_CLIENT_FRAME:
-            await self.close(code=CLOSE_TOO_BIG)
+            await self._close(CLOSE_TOO_BIG)
             return
-        try:
-            message = json.loads(text_data)
-        except ValueError:
-            message = None
-        if not isinstance(message, dict):
+        if not await self._within_rate(1):
+            return
+        message = _parse(text_data)
+        if message is None:
             await self._error("invalid_message", "Send a JSON object with a type.")
         elif message.get("type") == "ping":
             await self.send_json({"type": "pong", "ts": timestamp(timezone.now())})
         elif message.get("type") == "resume":
-            await self._resume(message.get("last_event_id"))
+            await self._resume(message.get("last_event_id"), cost=REPLAY_COST)
         else:
             await self._error("unknown_type", "Known types: ping, resume.")
+
+    async def _within_rate(self, cost: int) -> bool:
+        """Take ``cost`` tokens from this connection's bucket; refuse the message (an error
+        frame the first time, a close at REFUSED_BEFORE_CLOSE in a row) when it has too few."""
+        now = time.monotonic()
+        self.tokens = min(MESSAGE_BURST, self.tokens + (now - self.tokens_at) * MESSAGES_PER_SECOND)
+        self.tokens_at = now
+        if self.tokens >= cost:
+            self.tokens -= cost
+            self.refused = 0
+            return True
+        self.refused += 1
+        if self.refused == 1:
+            await self._error("rate_limited", "Too many messages: slow down.")
+        elif self.refused >= REFUSED_BEFORE_CLOSE:
+            logger.warning("websocket.rate_limited", user=self.user.pk)
+            await self._close(CLOSE_RATE_LIMITED)
+        return False
+
+    async def _close(self, code: int) -> None:
+        self.is_closing = True
+        await self.close(code=code)
 
     async def _error(self, code: str, detail: str) -> None:
         await self.send_json({"type": "error", "code": code, "detail": detail})
 
-    async def _resume(self, raw) -> None:
+    async def _resume(self, raw, *, cost: int = 0) -> None:
+        """Replay after ``raw``; ``cost``: the rate tokens a replay takes (none on the URL)."""
         try:
             seq = int(raw)
         except (TypeError, ValueError):
@@ -175,6 +279,8 @@ class EventStreamConsumer(AsyncJsonWebsocketConsumer):
             )
             if not resumable:
                 await self.send_json({"type": "resync_required"})
+                return
+            if cost and not await self._within_rate(cost):
                 return
             self.sent = seq
             await self._send_pending(metrics.EVENTS_REPLAYED)

@@ -58,6 +58,10 @@ def servers() -> dict[str, list[str]]:
 def main() -> int:
     # What /api/v1/realtime advertises follows the port daphne listens on here.
     os.environ.setdefault("QUICKPE_WEBSOCKET_URL", f"ws://{HOST}:{WS_PORT}/ws/events/")
+    # The pages' origin, from which their session cookie may open a socket on daphne's port.
+    pages = {HOST, "localhost"} if HOST == "127.0.0.1" else {HOST}
+    origins = ",".join(f"http://{host}:{PORT}" for host in sorted(pages))
+    os.environ.setdefault("CSRF_TRUSTED_ORIGINS", origins)
     os.environ.setdefault("LOG_FORMAT", "console")
     # Metrics of all the processes below add up in /metrics (quickpe/metrics.py); a fresh
     # folder each run, as each run's processes are new.

@@ -110,6 +110,8 @@ class Stack:
             "PROMETHEUS_MULTIPROC_DIR": str(self.directory / "metrics"),
             # What /api/v1/realtime and the dashboard's pages point to: daphne #1.
             "QUICKPE_WEBSOCKET_URL": self.ws_url(0),
+            # The pages' origin, whose session cookie opens a socket on daphne's port.
+            "CSRF_TRUSTED_ORIGINS": f"http://127.0.0.1:{self.http_port}",
             **self.extra_environment,
         }
 

@@ -42,7 +42,11 @@ def _listening(url: str) -> bool:
 
 def main() -> int:
     http, ws = free_port(), free_port()
-    env = {**os.environ, "QUICKPE_WEBSOCKET_URL": f"ws://127.0.0.1:{ws}/ws/events/"}
+    env = {
+        **os.environ,
+        "QUICKPE_WEBSOCKET_URL": f"ws://127.0.0.1:{ws}/ws/events/",
+        "CSRF_TRUSTED_ORIGINS": f"http://127.0.0.1:{http}",  # the pages' sockets go to daphne
+    }
     for command in (["migrate", "--no-input", "-v", "0"], ["seed_demo"]):
         subprocess.run([PY, "manage.py", *command], cwd=BASE_DIR, env=env, check=True)  # noqa: S603
     servers = [

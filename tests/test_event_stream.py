@@ -10,6 +10,7 @@ from asgiref.sync import async_to_sync
 from channels.testing import WebsocketCommunicator
 from rest_framework_simplejwt.tokens import AccessToken
 
+from notifications import consumers
 from notifications.models import Event, Notification
 from quickpe.asgi import application
 from tests.conftest import client_for, fund, make_user
@@ -254,7 +255,7 @@ def test_ping_bad_messages_and_oversized_frames():
     assert bad["code"] == "invalid_message"
     assert unknown["code"] == "unknown_type"
     assert bad_id["code"] == "invalid_last_event_id"
-    assert closed == {"type": "websocket.close", "code": 1009}
+    assert closed == {"type": "websocket.close", "code": 4413}
 
 
 def test_the_connection_closes_4401_when_the_token_expires():
@@ -293,8 +294,10 @@ def test_frame_limit_counts_bytes_and_binary_frames_are_refused():
         return closes
 
     too_big, binary = async_to_sync(scenario)()
-    assert too_big == {"type": "websocket.close", "code": 1009}  # 2,100 chars, 4,200 bytes
-    assert binary == {"type": "websocket.close", "code": 1003}
+    # autobahn (under daphne) lets an application close only with 1000 or 3000-4999: the
+    # codes are 4000 + the HTTP status, as 4401 is.
+    assert too_big == {"type": "websocket.close", "code": 4413}  # 2,100 chars, 4,200 bytes
+    assert binary == {"type": "websocket.close", "code": 4415}
 
 
 def test_event_rows_carry_the_payloads_exactly_with_hostile_text():
@@ -330,3 +333,83 @@ def test_event_rows_carry_the_payloads_exactly_with_hostile_text():
     assert received[1].data["transaction"]["description"] == note
     assert received[2].data["notification"]["body"] == note
     assert received[2].data["unread_count"] == Notification.objects.filter(user=bob).count()
+
+
+def test_a_deeply_nested_message_is_an_error_frame_and_the_connection_lives_on():
+    user = make_user("Nested")
+    deep = '{"type": "ping", "x": ' + "[" * 2000 + "]" * 2000 + "}"  # 4,022 chars: under the limit
+    quoted = json.dumps({"type": "ping", "note": "[[[[[[{{{{{{"})  # brackets in a string count not
+
+    async def scenario():
+        stream = await open_stream(user)
+        await stream.receive_json_from(timeout=WAIT)
+        answers = []
+        for text in (deep, "[" * 4000, quoted):
+            await stream.send_to(text_data=text)
+            answers.append(await stream.receive_json_from(timeout=WAIT))
+        await stream.disconnect()
+        return answers
+
+    deep_answer, open_answer, quoted_answer = async_to_sync(scenario)()
+    assert (
+        deep_answer
+        == open_answer
+        == {
+            "type": "error",
+            "code": "invalid_message",
+            "detail": "Send a JSON object with a type.",
+        }
+    )
+    assert quoted_answer["type"] == "pong"
+
+
+def test_a_client_over_the_message_rate_gets_rate_limited_then_is_closed():
+    user = make_user("Flooder")
+    burst, refused = consumers.MESSAGE_BURST, consumers.REFUSED_BEFORE_CLOSE
+
+    async def scenario():
+        stream = await open_stream(user)
+        await stream.receive_json_from(timeout=WAIT)
+        for _ in range(burst + refused + 5):  # sent at once, faster than the bucket refills
+            await stream.send_json_to({"type": "ping"})
+        outputs = []
+        while not outputs or outputs[-1]["type"] != "websocket.close":
+            outputs.append(await stream.receive_output(timeout=WAIT))
+        return outputs
+
+    outputs = async_to_sync(scenario)()
+    frames = [json.loads(output["text"]) for output in outputs[:-1]]
+    assert [frame["type"] for frame in frames] == ["pong"] * burst + ["error"]
+    assert frames[-1]["code"] == "rate_limited"
+    assert outputs[-1] == {"type": "websocket.close", "code": 4429}
+
+
+def test_300_resumes_do_not_multiply_the_replay():
+    """The review's flood: 300 resume messages at once replayed the history 300 times."""
+    alice, bob = make_user("Alice"), make_user("Bob")
+    fund(alice, 1000_00)
+    for _ in range(5):
+        assert transfer(alice, bob).status_code == 201
+    position = Event.objects.filter(user=bob).count()  # signup + 5 transfers x 3 events
+    resumes_served = consumers.MESSAGE_BURST // (1 + consumers.REPLAY_COST)  # 2
+
+    async def scenario():
+        stream = await open_stream(bob)
+        await stream.receive_json_from(timeout=WAIT)
+        for _ in range(300):
+            await stream.send_json_to({"type": "resume", "last_event_id": 0})
+        outputs = []
+        while not outputs or outputs[-1]["type"] != "websocket.close":
+            outputs.append(await stream.receive_output(timeout=WAIT))
+        return outputs
+
+    outputs = async_to_sync(scenario)()
+    frames = [json.loads(output["text"]) for output in outputs[:-1]]
+    replay = list(range(1, position + 1))
+    assert len(frames) == resumes_served * (position + 1) + 1
+    for served in range(resumes_served):
+        chunk = frames[served * (position + 1) : (served + 1) * (position + 1)]
+        assert [frame["id"] for frame in chunk[:-1]] == replay
+        assert chunk[-1] == {"type": "resumed", "last_event_id": position}
+    assert frames[-1]["code"] == "rate_limited"
+    assert outputs[-1] == {"type": "websocket.close", "code": 4429}

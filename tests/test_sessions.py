@@ -371,6 +371,8 @@ def test_a_dashboard_socket_lives_and_dies_with_its_browsers_device_session(sett
     layers = json.loads(json.dumps(settings.CHANNEL_LAYERS))
     layers["default"]["CONFIG"]["prefix"] = f"test-{uuid.uuid4().hex}"
     settings.CHANNEL_LAYERS = layers
+    # The dashboard's pages (gunicorn, :8000) and daphne (:8001) are two origins in development.
+    settings.CSRF_TRUSTED_ORIGINS = ["http://127.0.0.1:8000"]
     user = make_user("Browser")
     browser = Client()
     assert browser.post("/signin", {"email": user.email, "password": PASSWORD}).status_code == 302
@@ -408,3 +410,83 @@ def test_a_dashboard_socket_lives_and_dies_with_its_browsers_device_session(sett
     assert hello["type"] == "hello" and hello["user"] == user.quickpe_id
     assert closed == {"type": "websocket.close", "code": 4401}
     assert refused == {"type": "websocket.close", "code": 4401}
+
+
+def first_output_of_a_session_socket(settings, *headers: tuple[bytes, bytes]) -> dict:
+    """Sign a browser in, open a socket with its session cookie and ``headers``: what the
+    server says first (a hello, or a close)."""
+    layers = json.loads(json.dumps(settings.CHANNEL_LAYERS))
+    layers["default"]["CONFIG"]["prefix"] = f"test-{uuid.uuid4().hex}"
+    settings.CHANNEL_LAYERS = layers
+    user = make_user("Origin")
+    browser = Client()
+    assert browser.post("/signin", {"email": user.email, "password": PASSWORD}).status_code == 302
+    name = django_settings.SESSION_COOKIE_NAME
+    cookie = f"{name}={browser.cookies[name].value}"
+
+    async def scenario():
+        socket = WebsocketCommunicator(
+            application, "/ws/events/", headers=[(b"cookie", cookie.encode()), *headers]
+        )
+        await socket.connect()
+        first = await socket.receive_output(timeout=5)
+        await socket.disconnect()
+        return first
+
+    first = async_to_sync(scenario)()
+    if first["type"] == "websocket.send":
+        return json.loads(first["text"])
+    return first
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize(
+    ("host", "origin", "accepted"),
+    [
+        ("127.0.0.1:8001", "http://127.0.0.1:8001", True),  # the socket's own origin
+        ("127.0.0.1:8001", "http://127.0.0.1:8000", True),  # in CSRF_TRUSTED_ORIGINS
+        ("127.0.0.1:8001", "HTTP://127.0.0.1:8000/", True),  # the same, spelled otherwise
+        ("127.0.0.1:8001", "http://evil:8001", False),
+        ("127.0.0.1:8001", "http://evil:8000", False),
+        ("127.0.0.1:8001", "http://127.0.0.1:9999", False),  # an allowed host, another port
+        ("127.0.0.1:8001", "http://127.0.0.1", False),
+        ("127.0.0.1:8001", "http://localhost:8000", False),
+        ("127.0.0.1:8001", "https://127.0.0.1:8001", False),  # another scheme
+        ("127.0.0.1:8001", "https://127.0.0.1:8000", False),
+        ("127.0.0.1:8001", "null", False),
+        ("127.0.0.1:8001", "", False),
+        ("evil:8001", "http://evil:8001", False),  # a host Django does not answer to
+    ],
+)
+def test_a_session_socket_needs_the_sites_own_origin_scheme_host_and_port(
+    settings, host, origin, accepted
+):
+    settings.CSRF_TRUSTED_ORIGINS = ["http://127.0.0.1:8000"]  # the pages, on gunicorn's port
+    first = first_output_of_a_session_socket(
+        settings, (b"host", host.encode()), (b"origin", origin.encode())
+    )
+    if accepted:
+        assert first["type"] == "hello"
+    else:
+        assert first == {"type": "websocket.close", "code": 4401}
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize(
+    ("origin", "accepted"), [("https://pay.example.test", True), ("http://pay.example.test", False)]
+)
+def test_behind_the_proxy_the_sockets_own_origin_is_https(settings, origin, accepted):
+    """nginx talks plain HTTP to daphne and says X-Forwarded-Proto: https (BEHIND_PROXY)."""
+    settings.ALLOWED_HOSTS = [*settings.ALLOWED_HOSTS, "pay.example.test", "testserver"]
+    settings.SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+    settings.CSRF_TRUSTED_ORIGINS = []
+    first = first_output_of_a_session_socket(
+        settings,
+        (b"host", b"pay.example.test"),
+        (b"x-forwarded-proto", b"https"),
+        (b"origin", origin.encode()),
+    )
+    if accepted:
+        assert first["type"] == "hello"
+    else:
+        assert first == {"type": "websocket.close", "code": 4401}
