@@ -5,8 +5,9 @@ Every action here needs the staff member's permission and a reason, never target
 member's own account, wallet or transfers (``_require_permission``), records an audit entry
 with the staff member as actor (the reason in its data, never shown to the customer) and tells
 the customer, in the one transaction of the change. Lock order, as everywhere: business rows
-(wallets, or the user row), then the staff member's audit chain head, then event streams (one
-``events_emit`` per transaction). Money is never edited: a reversal is a new movement.
+(wallets, or a user's pending money requests and then the user row), then the staff member's
+audit chain head, then event streams (one ``events_emit`` per transaction). Money is never
+edited: a reversal is a new movement.
 """
 
 import math
@@ -33,6 +34,10 @@ from wallet import limits
 from wallet.locks import transfer_lock, user_lock, wallets_lock
 from wallet.models import Category, LedgerEntry, Transfer, User, Wallet
 from wallet.services.posting import Leg, Posting, post
+from wallet.services.requests import (
+    money_requests_cancel_for_deactivation,
+    money_requests_lock_for_deactivation,
+)
 from wallet.services.sessions import sessions_revoke_all
 from wallet.services.users import password_save
 
@@ -129,6 +134,8 @@ def _user_active_set(
 ) -> User:
     reason = _required(reason)
     _require_permission(actor, "wallet.deactivate_user", on=[user.pk])
+    # Request rows come before the user row in the lock order (wallet.locks).
+    money_requests = [] if is_active else money_requests_lock_for_deactivation(user=user)
     locked = user_lock(user=user)
     if locked.is_superuser and not actor.is_superuser:
         raise NotAllowed("Only a superuser can change a superuser's access.")
@@ -137,8 +144,12 @@ def _user_active_set(
     locked.is_active = is_active
     locked.save(update_fields=["is_active"])
     data = {"quickpe_id": locked.quickpe_id, "reason": reason}
+    cancelled, events = [], {}
     if not is_active:
         data["revoked_tokens"] = sessions_revoke_all(user=locked)
+        cancelled, events = money_requests_cancel_for_deactivation(
+            user=locked, money_requests=money_requests, actor=actor, request=request
+        )
     entry = audit_append(
         actor=actor,
         action="admin.user_reactivate" if is_active else "admin.user_deactivate",
@@ -149,15 +160,18 @@ def _user_active_set(
     )
     title, body = notice
     user_id, event = security_notification(user=locked, title=title, body=body)
-    events_emit({user_id: [event]}, audit=[entry])
+    events.setdefault(user_id, []).append(event)
+    events_emit(events, audit=[*cancelled, entry])
     return locked
 
 
 def user_deactivate(*, user: User, actor: User, reason: str, request=None) -> User:
     """Close an account's access: it can no longer sign in, every device session is revoked
     and every refresh token blacklisted (access tokens stop at once, see README "device
-    sessions"). Its money stays where it is. Keeps: only a superuser
-    deactivates a superuser. Locks: the user row, the actor's audit chain head, the streams."""
+    sessions"). Its money stays where it is; its pending money requests, both ways, are
+    cancelled (audited, the other party told), so none is paid into or out of a closed
+    account. Keeps: only a superuser deactivates a superuser. Locks: the user's pending money
+    requests, the user row, its device sessions, the actor's audit chain head, the streams."""
     return _user_active_set(
         user=user,
         is_active=False,
