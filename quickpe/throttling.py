@@ -111,8 +111,10 @@ class SigninAccountThrottle(SharedRateThrottle):
         email = request.data.get("email") if hasattr(request.data, "get") else None
         if not isinstance(email, str) or not email.strip():
             return None
-        # Hash so Redis never holds an email address.
-        return hashlib.sha256(email.strip().lower().encode()).hexdigest()[:32]
+        # Hash so Redis never holds an email address. JSON can carry a lone surrogate, which
+        # has no UTF-8: "surrogatepass" hashes it anyway, and the serializer refuses it (400).
+        key = email.strip().lower().encode("utf-8", "surrogatepass")
+        return hashlib.sha256(key).hexdigest()[:32]
 
 
 class SigninIPThrottle(SharedRateThrottle):
