@@ -58,6 +58,9 @@ class Document:
     closing: Callable[[], tuple[list[tuple[str, str]], list[list[str]]]]
     csv_header: list[str]
     opening_rows: list[list[str]] = field(default_factory=list)
+    # The CSV columns that hold numbers: written as they are, everything else as text
+    # (``csv_text``). Decided by column, so that a negative amount stays a number.
+    csv_numbers: frozenset[str] = frozenset()
 
 
 def _local(moment) -> str:
@@ -178,6 +181,7 @@ def statement(export: Export) -> Document:
             "balance",
         ],
         opening_rows=[["", "", "", "Opening balance", "", "", "", format_paise(opening)]],
+        csv_numbers=frozenset({"debit", "credit", "balance"}),
     )
 
 
@@ -226,6 +230,7 @@ def _audit_document(export: Export, entries, *, title: str, facts, by_actor: boo
             "ip",
             "hash",
         ],
+        csv_numbers=frozenset({"seq"}),
     )
 
 
@@ -280,19 +285,37 @@ def write(export: Export, document: Document, out, tick: "Tick") -> int:
 Tick = Callable[[int], None]
 
 
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def csv_text(cell: str) -> str:
+    """A text cell a spreadsheet will not run: one starting like a formula gets a leading
+    quote (OWASP "CSV injection"), which spreadsheets show as text. Numbers never come here."""
+    return f"'{cell}" if cell.startswith(FORMULA_STARTS) else cell
+
+
 def write_csv(document: Document, out, tick: Tick) -> int:
-    """UTF-8 CSV with a header row; returns the number of lines written (rows of the period)."""
+    """UTF-8 CSV with a header row; returns the number of lines written (rows of the period).
+    Every cell outside ``document.csv_numbers`` is text and goes through ``csv_text``."""
     text = io.TextIOWrapper(out, encoding="utf-8", newline="")
     writer = csv.writer(text)
+    is_text = [name not in document.csv_numbers for name in document.csv_header]
+
+    def write(row: list[str]) -> None:
+        cells = zip(row, is_text, strict=True)
+        writer.writerow([csv_text(cell) if text else cell for cell, text in cells])
+
     writer.writerow(document.csv_header)
-    writer.writerows(document.opening_rows)
+    for row in document.opening_rows:
+        write(row)
     count = 0
     for csv_row, _pdf_row in document.rows:
-        writer.writerow(csv_row)
+        write(csv_row)
         count += 1
         tick(count)
     _facts, closing_rows = document.closing()
-    writer.writerows(closing_rows)
+    for row in closing_rows:
+        write(row)
     text.flush()
     text.detach()  # leave ``out`` open for the caller
     return count

@@ -11,6 +11,9 @@ timeout = int(os.environ.get("WEB_TIMEOUT", "30"))
 # SIGTERM: stop accepting, let in-flight requests (and their transactions) finish for this long.
 graceful_timeout = int(os.environ.get("WEB_GRACEFUL_TIMEOUT", "30"))
 keepalive = 5
+# gunicorn's own refusals (request line or headers over its limits, unparseable requests)
+# answer problem+json like the app, not an HTML page.
+worker_class = "quickpe.gunicorn_worker.ProblemSyncWorker"
 # Recycle workers now and then, at different moments, so slow leaks never add up.
 max_requests = 5000
 max_requests_jitter = 500

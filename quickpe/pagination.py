@@ -1,4 +1,20 @@
+"""The one pagination of every API list: opaque cursors, newest first.
+
+A cursor is only ever one this server wrote (``next``/``previous``), but a client can send
+anything: one that does not decode, or whose position is not a value of the ordering field
+(the position goes into a ``WHERE``), is ``400 invalid_cursor``, never a 404 or a database
+error."""
+
+from django.core.exceptions import FieldDoesNotExist, ValidationError
+from rest_framework.exceptions import NotFound
 from rest_framework.pagination import CursorPagination
+
+from quickpe.errors import QuickPeError
+
+
+class InvalidCursor(QuickPeError):
+    status, code = 400, "invalid_cursor"
+    default_detail = "The cursor is not one this list gave out; start again without it."
 
 
 class CursorPage(CursorPagination):
@@ -8,3 +24,32 @@ class CursorPage(CursorPagination):
     page_size_query_param = "page_size"
     max_page_size = 100
     ordering = "-created_at"
+
+    def paginate_queryset(self, queryset, request, view=None):
+        self.model = queryset.model
+        return super().paginate_queryset(queryset, request, view)
+
+    def decode_cursor(self, request):
+        try:
+            cursor = super().decode_cursor(request)
+        except NotFound:
+            raise InvalidCursor() from None
+        if cursor is not None and cursor.position is not None:
+            self._check_position(cursor.position)
+        return cursor
+
+    def _check_position(self, position: str) -> None:
+        """The position must be a value of the first ordering field, as the database takes it
+        (its type, range and length); PostgreSQL text never holds NUL."""
+        ordering = self.ordering if isinstance(self.ordering, list | tuple) else [self.ordering]
+        name = ordering[0].lstrip("-")
+        try:
+            field = self.model._meta.get_field(name)
+        except FieldDoesNotExist:  # an annotation: its type is unknown here, refuse nothing
+            return
+        if "\x00" in position:
+            raise InvalidCursor()
+        try:
+            field.clean(position, None)
+        except ValidationError:
+            raise InvalidCursor() from None

@@ -36,6 +36,8 @@ class ProblemAutoSchema(AutoSchema):
     def _get_response_bodies(self, direction="response"):
         responses = super()._get_response_bodies(direction)
         errors = {"400": "Invalid input (`validation_error`, `malformed_request`, ...)"}
+        if self.method == "GET" and self._is_list_view() and self._get_paginator():
+            errors["400"] += "; a `cursor` this list did not give out (`invalid_cursor`)"
         if self.view.authentication_classes:
             errors["401"] = (
                 "Missing, invalid or expired token (`not_authenticated`, `invalid_token`)"

@@ -103,10 +103,12 @@ class MoneyRateThrottle(SharedRateThrottle):
 
 def account_identity(email: object) -> str | None:
     """The key of an account's password-guess budget: its normalised email, hashed so Redis
-    never holds an email address."""
+    never holds an email address. JSON can carry a lone surrogate, which has no UTF-8:
+    "surrogatepass" hashes it anyway, and the serializer refuses it (400)."""
     if not isinstance(email, str) or not email.strip():
         return None
-    return hashlib.sha256(email.strip().lower().encode()).hexdigest()[:32]
+    key = email.strip().lower().encode("utf-8", "surrogatepass")
+    return hashlib.sha256(key).hexdigest()[:32]
 
 
 class SigninAccountThrottle(SharedRateThrottle):

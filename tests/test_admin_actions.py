@@ -11,7 +11,7 @@ from django.db import connection
 from audit.models import AuditEntry
 from notifications.models import Event, Notification
 from quickpe.errors import NotAllowed
-from tests.conftest import PASSWORD, client_for, fund, make_user, snapshot
+from tests.conftest import PASSWORD, client_for, fund, make_user, snapshot, wallet_status_set
 from tests.invariants import assert_money_invariants
 from tests.test_admin import run_action, staff_in
 from wallet.models import DeviceSession, User, Wallet
@@ -134,11 +134,57 @@ def test_refused_user_actions_change_nothing(alice):
     other_superuser = make_user("Root", "Two", is_staff=True, is_superuser=True)
     before = snapshot()
     response = run_action(browser, "/admin/wallet/user/", "deactivate", [staff.pk], reason="x")
-    assert messages_of(response) == [f"{staff}: You cannot change your own account's access."]
+    assert messages_of(response) == [f"{staff}: {SELF_ACTION}"]
     response = run_action(browser, "/admin/wallet/user/", "reactivate", [alice.pk], reason="x")
     assert messages_of(response) == [f"{alice}: The account is already active."]
     assert snapshot() == before
     assert User.objects.get(pk=staff.pk).is_active and other_superuser.is_active
+
+
+SELF_ACTION = "You cannot act on your own account, wallet or a transfer you took part in."
+
+
+def test_support_cannot_unfreeze_or_freeze_their_own_wallet_in_the_admin(alice):
+    staff, browser = staff_in("support")
+    colleague, _ = staff_in("support")
+    wallet_status_set(staff, "frozen", actor=colleague)
+    own = Wallet.objects.get(user=staff)
+    before = snapshot()
+    response = run_action(browser, "/admin/wallet/wallet/", "unfreeze", [own.pk], reason="x")
+    assert messages_of(response) == [f"{own}: {SELF_ACTION}"]
+    own.refresh_from_db()
+    assert own.status == "frozen"
+    assert snapshot() == before
+
+    wallet_status_set(staff, "active", actor=colleague)
+    before = snapshot()
+    response = run_action(browser, "/admin/wallet/wallet/", "freeze", [own.pk], reason="x")
+    assert messages_of(response) == [f"{own}: {SELF_ACTION}"]
+    assert snapshot() == before
+
+
+def test_no_support_service_acts_on_the_staff_members_own_account(alice, rf):
+    staff, _ = staff_in(None, is_superuser=True)
+    colleague, _ = staff_in(None, is_superuser=True)
+    fund(staff, 10_00)
+    transfer = transfer_create(sender=staff, recipient=alice, amount=1_00).transfer
+    wallet_status_set(staff, "frozen", actor=colleague)
+    wallet = Wallet.objects.get(user=staff)
+    before = snapshot()
+    for call in [
+        lambda: support.wallet_unfreeze(wallet=wallet, actor=staff, reason="x"),
+        lambda: support.wallet_freeze(wallet=wallet, actor=staff, reason="x"),
+        lambda: support.user_deactivate(user=staff, actor=staff, reason="x"),
+        lambda: support.user_reactivate(user=staff, actor=staff, reason="x"),
+        lambda: support.password_reset_send(
+            user=staff, actor=staff, reason="x", request=rf.get("/admin/")
+        ),
+        lambda: support.transfer_reverse(transfer=transfer, actor=staff, reason="x"),
+    ]:
+        with pytest.raises(NotAllowed, match=SELF_ACTION):
+            call()
+    assert snapshot() == before
+    assert not mail.outbox
 
 
 def test_services_check_the_permission_even_without_the_admin(alice, bob):

@@ -19,6 +19,7 @@ from websockets.sync.client import connect
 
 from tests.conftest import make_user
 from tests.processes import BASE_DIR, Stack, free_port, wait_until
+from tests.test_server_limits import assert_problem_bytes, raw
 from wallet.services.money import deposit_create
 from wallet.services.users import tokens_issue
 
@@ -131,6 +132,21 @@ def test_a_transfer_and_its_event_through_the_shipped_nginx_config(tmp_path):
         with pytest.raises(urllib.error.HTTPError) as hidden:
             urllib.request.urlopen(f"{base}/metrics", timeout=10)  # noqa: S310
         assert hidden.value.code == 404
+        # nginx's own refusals are problem+json too, like gunicorn's and the app's.
+        for head, status, code in [
+            (b"GET /?q=" + b"a" * 20000 + b" HTTP/1.1\r\nHost: x\r\n\r\n", 414, "uri_too_long"),
+            (
+                b"GET / HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 20000 + b"\r\n\r\n",
+                431,
+                "header_fields_too_large",
+            ),
+            (
+                b"POST /api/v1/transfers HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\n",
+                413,
+                "payload_too_large",
+            ),
+        ]:
+            assert_problem_bytes(raw(port, head), status, code)
         access = (folder / "quickpe.access.log").read_text()
         assert "/ws/events/" in access and bob_token not in access
     finally:

@@ -148,6 +148,33 @@ def test_a_statement_csv_balances_and_equals_the_transactions_api(alice, history
     assert "Ключ 🔑 naïve" in {r[3] for r in lines}  # UTF-8 survives in the CSV
 
 
+FORMULAS = ['=HYPERLINK("http://x","y")', "+cmd|' /C calc'!A0", "-2+3", "@SUM(A1:A2)", "\tx", "\rx"]
+
+
+def test_formula_cells_in_the_other_partys_statement_are_neutralised_and_the_pdf_is_not(alice):
+    """OWASP CSV injection: text a sender chose (a note, their name) that a spreadsheet would
+    run as a formula is written with a leading quote; amounts stay numbers, the PDF shows the
+    text as it was typed."""
+    mallory = make_user("@SUM(A1)", "=cmd")
+    fund(mallory, 100_00)
+    for note in FORMULAS:
+        transfer_create(sender=mallory, recipient=alice, amount=1_00, note=note)
+    withdrawal_create(user=alice, amount=2_00)
+
+    lines = csv_rows(download(alice, build(alice))[0])[2:-2]
+    received = [line for line in lines if line[2] == "transfer_in"]
+    assert [line[3] for line in received] == [f"'{note}" for note in FORMULAS]
+    assert {line[4] for line in received} == {f"'@SUM(A1) =cmd ({mallory.quickpe_id})"}
+    # Amount columns are numbers, decided by column: never quoted.
+    assert [line[6] for line in received] == ["1.00"] * len(FORMULAS)
+    assert lines[-1][5] == "2.00" and not lines[-1][7].startswith("'")
+
+    pdf = PdfReader(io.BytesIO(download(alice, build(alice, fmt="pdf"))[0]))
+    text = "\n".join(page.extract_text() for page in pdf.pages)
+    assert "@SUM(A1) =cmd" in text and "'@SUM" not in text and "'=" not in text
+    assert "=HYPERLINK(" in text and "-2+3" in text
+
+
 def test_the_pdf_carries_the_same_lines_as_the_csv(alice, history):
     as_csv = csv_rows(download(alice, build(alice, **NOVEMBER))[0])
     export = build(alice, fmt="pdf", **NOVEMBER)

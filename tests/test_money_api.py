@@ -1127,8 +1127,10 @@ def test_extreme_but_valid_dates_are_answered(alice, ledger, moment):
     assert sorted([*after, *before]) == sorted(["75.25", "300.00", "120.50", "250.00", "1000.00"])
 
 
-def test_a_garbage_cursor_is_404(alice, ledger):
-    assert_problem(client_for(alice).get(TRANSACTIONS, {"cursor": "garbage"}), 404, "not_found")
+def test_a_garbage_cursor_is_400_invalid_cursor(alice, ledger):
+    # API.md: a cursor the server did not issue is 400 invalid_cursor (see test_hostile_input).
+    response = client_for(alice).get(TRANSACTIONS, {"cursor": "garbage"})
+    assert_problem(response, 400, "invalid_cursor")
 
 
 def walk(client, first_url: str, params: dict) -> list[dict]:

@@ -32,8 +32,14 @@ from tests.invariants import assert_money_invariants
 from tests.test_concurrency import run_threads
 from tests.test_money_api import api_time, field_codes
 from wallet.models import LedgerEntry, MoneyRequest, Transfer, Wallet
+from wallet.services import support
 from wallet.services.money import transfer_create
-from wallet.services.requests import money_request_create, money_requests_expire
+from wallet.services.requests import (
+    PartyDeactivated,
+    money_request_create,
+    money_request_pay,
+    money_requests_expire,
+)
 from wallet.services.users import tokens_issue
 from wallet.tasks import money_requests_expire as money_requests_expire_task
 
@@ -1171,3 +1177,92 @@ def test_detail_is_for_the_two_parties_only(alice, bob, carol):
     assert ok(client_for(bob).get(f"{REQUESTS}/{pk}")) == request_json(pk)
     assert_problem(client_for(carol).get(f"{REQUESTS}/{pk}"), 404, "not_found")
     assert_problem(client_for(alice).get(f"{REQUESTS}/{pk + 1000}"), 404, "not_found")
+
+
+# --- deactivated accounts ----------------------------------------------------------------
+
+
+@pytest.mark.django_db
+def test_a_request_from_or_to_a_deactivated_account_cannot_be_paid(people):
+    """A request that was pending when its requester was closed (say it predates the
+    cancellation on deactivation) moves no money into the closed account."""
+    alice, bob, carol = people["requester"], people["payer"], people["stranger"]
+    from_closed = ask(alice, bob)
+    to_closed = ask(carol, alice)
+    type(alice).objects.filter(pk=alice.pk).update(is_active=False)
+    before, keys = snapshot(), idempotency_keys()
+
+    body = assert_problem(act(bob, from_closed, "pay"), 409, "account_deactivated")
+    assert "deactivated" in body["detail"]
+    assert snapshot() == before
+    assert idempotency_keys() == keys + 1  # the refusal is remembered under its key
+    # The payer's side: a closed payer's call (it cannot sign in; a service caller could).
+    with pytest.raises(PartyDeactivated):
+        money_request_pay(user=type(alice).objects.get(pk=alice.pk), money_request_id=to_closed)
+    assert snapshot() == before
+    # Declared where the pay endpoint lists its errors.
+    schema = client_for().get("/api/schema/", {"format": "json"}).json()
+    pay = schema["paths"]["/api/v1/money-requests/{id}/pay"]["post"]
+    assert "`account_deactivated`" in pay["responses"]["409"]["description"]
+
+
+@pytest.mark.django_db
+def test_deactivating_a_user_cancels_their_pending_requests_and_tells_the_other_party(people):
+    alice, bob, carol = people["requester"], people["payer"], people["stranger"]
+    root = make_user("Root", "Admin", is_staff=True, is_superuser=True)
+    asked_bob = ask(alice, bob, "10.00", "Lunch")
+    asked_by_carol = ask(carol, alice, "20.00", "Taxi")
+    paid = ask(alice, carol, "5.00")
+    assert act(carol, paid, "pay").status_code == 201
+    unrelated = ask(bob, carol)
+    before, mark = snapshot(), marks()
+
+    support.user_deactivate(user=alice, actor=root, reason="Account takeover")
+
+    statuses = dict(MoneyRequest.objects.values_list("pk", "status"))
+    assert statuses == {
+        **before["money_requests"],
+        asked_bob: "cancelled",
+        asked_by_carol: "cancelled",
+    }
+    assert statuses[paid] == "paid" and statuses[unrelated] == "pending"
+    assert MoneyRequest.objects.get(pk=asked_bob).resolved_at is not None
+    notices = [(user_id, kind, title) for user_id, kind, title, *_ in new_notifications(mark)]
+    assert notices == [
+        (bob.pk, "money_request", "Alice Sharma's request of ₹10.00 was cancelled"),
+        (carol.pk, "money_request", "Your request of ₹20.00 to Alice Sharma was cancelled"),
+        (alice.pk, "security", "Your account was deactivated"),
+    ]
+    for user, pk in [(bob, asked_bob), (carol, asked_by_carol)]:
+        [update] = new_updates(mark, user)
+        assert (update["money_request"]["id"], update["money_request"]["status"]) == (
+            pk,
+            "cancelled",
+        )
+    assert [u["money_request"]["id"] for u in new_updates(mark, alice)] == sorted(
+        [asked_bob, asked_by_carol]
+    )
+    assert new_audit(mark) == [
+        (
+            root.pk,
+            "money_request.cancelled",
+            "money_request",
+            str(asked_bob),
+            request_audit_data(alice, bob, "10.00", "cancelled"),
+        ),
+        (
+            root.pk,
+            "money_request.cancelled",
+            "money_request",
+            str(asked_by_carol),
+            request_audit_data(carol, alice, "20.00", "cancelled"),
+        ),
+        (
+            root.pk,
+            "admin.user_deactivate",
+            "user",
+            str(alice.pk),
+            {"quickpe_id": alice.quickpe_id, "reason": "Account takeover", "revoked_tokens": 2},
+        ),
+    ]
+    assert_problem(act(bob, asked_bob, "pay"), 409, "invalid_state")

@@ -3,7 +3,8 @@
 Every change locks what it needs in this order, never backwards, so two changes that need the
 same rows queue on the first of them instead of deadlocking:
 
-    1. money request rows      ``money_request_lock`` (the expiry job: SKIP LOCKED, by deadline)
+    1. money request rows      ``money_request_lock`` (the expiry job: SKIP LOCKED, by deadline;
+                               a deactivation: the user's pending ones, in primary-key order)
     2. the user row            ``user_lock`` (sessions, access changes)
     3. device session rows     ``session_lock`` (refresh token rotation)
     4. wallets                 ``wallets_lock`` (all of a change's, in primary-key order, at once)
@@ -53,6 +54,19 @@ def money_requests_lock_expired(*, now, limit: int) -> list[MoneyRequest]:
         .select_related("requester", "payer")
         .filter(status=MoneyRequest.Status.PENDING, expires_at__lte=now)
         .order_by("expires_at", "pk")[:limit]
+    )
+
+
+def money_requests_lock_pending(*, user: User) -> list[MoneyRequest]:
+    """Lock every pending request ``user`` takes part in (either side), in primary-key order,
+    in one query, with both parties loaded. Comes before the user row: a deactivation closes
+    them and then locks the user."""
+    claim_lock(MONEY_REQUEST, "money requests")
+    return list(
+        MoneyRequest.objects.select_for_update(of=("self",), no_key=True)
+        .select_related("requester", "payer")
+        .filter(Q(payer=user) | Q(requester=user), status=MoneyRequest.Status.PENDING)
+        .order_by("pk")
     )
 
 

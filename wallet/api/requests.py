@@ -95,7 +95,8 @@ class MoneyRequestPayView(APIView):
     problem_responses = {
         **STATE_ERRORS,
         "403": "`permission_denied` (you are the requester), `wallet_frozen`",
-        "409": STATE_ERRORS["409"] + ", `insufficient_funds`, `limit_exceeded`, "
+        "409": STATE_ERRORS["409"] + ", `account_deactivated` (the requester's or the "
+        "payer's account is deactivated), `insufficient_funds`, `limit_exceeded`, "
         "`idempotency_key_in_use`",
         "422": "`idempotency_key_reused`",
     }

@@ -4,6 +4,8 @@ Every change is a unit of work that locks the request's row first (a payment the
 wallets), so two changes of one request queue and the second sees the first's outcome:
 ``money_request_pay`` moves money once however many times it is called at the same moment.
 Lock order (``wallet.locks``): request rows, wallets, audit chain head, event streams.
+A deactivated account's pending requests are cancelled by the deactivation (support's
+``user_deactivate``), and a request with a deactivated party is never paid.
 """
 
 from datetime import timedelta
@@ -19,7 +21,11 @@ from quickpe.money import format_inr, format_paise
 from quickpe.text import fit
 from quickpe.unit_of_work import unit_of_work
 from wallet import limits
-from wallet.locks import money_request_lock, money_requests_lock_expired
+from wallet.locks import (
+    money_request_lock,
+    money_requests_lock_expired,
+    money_requests_lock_pending,
+)
 from wallet.models import MoneyRequest, Transfer, User, Wallet
 from wallet.representations import money_request_data
 from wallet.services.money import active_user_find, transfer_post, transfer_sent_notification
@@ -31,6 +37,11 @@ EXPIRY_BATCH = 200
 class PayerNotFound(QuickPeError):
     status, code = 404, "payer_not_found"
     default_detail = "No active QuickPe user has that QuickPe ID or email."
+
+
+class PartyDeactivated(QuickPeError):
+    status, code = 409, "account_deactivated"
+    default_detail = "One of the two accounts of this request is deactivated; it cannot be paid."
 
 
 class SelfRequest(QuickPeError):
@@ -138,11 +149,15 @@ def money_request_pay(
     *, user: User, money_request_id: int, request=None
 ) -> tuple[MoneyRequest, Posting]:
     """The payer pays a pending request: a transfer under every transfer rule (limits, frozen
-    wallets, funds) and the request marked ``paid`` with it. Locks: the request, then what
-    ``transfer_post`` locks."""
+    wallets, funds) and the request marked ``paid`` with it. Keeps: both parties' accounts
+    active (``PartyDeactivated``; read after the request's lock, so a deactivation that
+    committed first is seen). Locks: the request, then what ``transfer_post`` locks."""
     money_request = money_request_lock(money_request_id=money_request_id, user=user)
     now = timezone.now()
     _require(money_request, user=user, role="payer", now=now)
+    parties = [money_request.requester_id, money_request.payer_id]
+    if User.objects.filter(pk__in=parties, is_active=False).exists():
+        raise PartyDeactivated()
     requester = money_request.requester
     posting = transfer_post(
         sender=user,
@@ -226,6 +241,51 @@ def money_request_cancel(*, user: User, money_request_id: int, request=None) -> 
         ),
         request=request,
     )
+
+
+def money_requests_lock_for_deactivation(*, user: User) -> list[MoneyRequest]:
+    """The first step of deactivating ``user``: lock their pending requests (both sides),
+    before the user row (``wallet.locks``). ``money_requests_cancel_for_deactivation`` closes
+    them once the change has taken its other locks."""
+    return money_requests_lock_pending(user=user)
+
+
+def money_requests_cancel_for_deactivation(
+    *, user: User, money_requests: list[MoneyRequest], actor: User, request=None
+) -> tuple[list, dict[int, list]]:
+    """Cancel the locked pending requests of ``user``, whose account support is closing: a
+    closed account is never paid nor pays. Each is audited as a cancellation with the staff
+    member as actor; the other party is notified and both get ``money_request:update``.
+    A piece of the deactivation's unit of work: returns the audit entries and the events for
+    its one emit."""
+    now = timezone.now()
+    entries, events, notifications = [], [], []
+    for money_request in money_requests:
+        _resolve(money_request, MoneyRequest.Status.CANCELLED, now)
+        entries.append(
+            _audit(
+                money_request, actor=actor, action=MoneyRequest.Status.CANCELLED, request=request
+            )
+        )
+        events.append(_update_events(money_request, now))
+        amount = format_inr(money_request.amount)
+        if money_request.requester_id == user.pk:
+            other = money_request.payer
+            title = f"{user.get_full_name()}'s request of {amount} was cancelled"
+        else:
+            other = money_request.requester
+            title = f"Your request of {amount} to {user.get_full_name()} was cancelled"
+        notifications.append(
+            Notification(
+                user=other,
+                kind=Notification.Kind.MONEY_REQUEST,
+                title=title,
+                body="The other account was closed, so this request can no longer be paid.",
+                data={"money_request_id": money_request.pk},
+            )
+        )
+    notices = notifications_create(notifications) if notifications else []
+    return entries, _merge(*events, _notices_by_user(notices))
 
 
 def money_requests_expire(*, now=None) -> int:

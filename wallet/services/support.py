@@ -1,11 +1,13 @@
 """What support staff do to accounts: freeze and unfreeze wallets, deactivate and reactivate
 users, reverse transfers and send password resets.
 
-Every action here needs the staff member's permission and a reason, records an audit entry
+Every action here needs the staff member's permission and a reason, never targets the staff
+member's own account, wallet or transfers (``_require_permission``), records an audit entry
 with the staff member as actor (the reason in its data, never shown to the customer) and tells
 the customer, in the one transaction of the change. Lock order, as everywhere: business rows
-(wallets, or the user row), then the staff member's audit chain head, then event streams (one
-``events_emit`` per transaction). Money is never edited: a reversal is a new movement.
+(wallets, or a user's pending money requests and then the user row), then the staff member's
+audit chain head, then event streams (one ``events_emit`` per transaction). Money is never
+edited: a reversal is a new movement.
 """
 
 import math
@@ -32,6 +34,10 @@ from wallet import limits
 from wallet.locks import transfer_lock, user_lock, wallets_lock
 from wallet.models import Category, LedgerEntry, Transfer, User, Wallet
 from wallet.services.posting import Leg, Posting, post
+from wallet.services.requests import (
+    money_requests_cancel_for_deactivation,
+    money_requests_lock_for_deactivation,
+)
 from wallet.services.sessions import sessions_revoke_all
 from wallet.services.users import password_save
 
@@ -48,11 +54,16 @@ def _required(reason: str) -> str:
     return reason
 
 
-def _require_permission(actor: User, permission: str) -> None:
+def _require_permission(actor: User, permission: str, *, on: list[int]) -> None:
     """The admin checks this too; a service that moves money or locks people out checks again
-    so that no other caller can skip it."""
+    so that no other caller can skip it. ``on`` is the user ids the action touches: no one
+    acts on their own account, wallet or transfer (a colleague must: four eyes)."""
     if not (actor.is_active and actor.is_staff and actor.has_perm(permission)):
         raise NotAllowed()
+    if actor.pk in on:
+        raise NotAllowed(
+            "You cannot act on your own account, wallet or a transfer you took part in."
+        )
 
 
 # Wallets --------------------------------------------------------------------------------------
@@ -63,7 +74,7 @@ def _wallet_status_set(
     *, wallet: Wallet, status: str, actor: User, reason: str, notice: tuple[str, str], request
 ) -> Wallet:
     reason = _required(reason)
-    _require_permission(actor, "wallet.freeze_wallet")
+    _require_permission(actor, "wallet.freeze_wallet", on=[wallet.user_id])
     user = wallet.user
     locked = wallets_lock(user_ids=[user.pk])[user.pk]
     if locked.status == status:
@@ -122,9 +133,9 @@ def _user_active_set(
     *, user: User, is_active: bool, actor: User, reason: str, notice: tuple[str, str], request
 ) -> User:
     reason = _required(reason)
-    _require_permission(actor, "wallet.deactivate_user")
-    if user.pk == actor.pk:
-        raise NotAllowed("You cannot change your own account's access.")
+    _require_permission(actor, "wallet.deactivate_user", on=[user.pk])
+    # Request rows come before the user row in the lock order (wallet.locks).
+    money_requests = [] if is_active else money_requests_lock_for_deactivation(user=user)
     locked = user_lock(user=user)
     if locked.is_superuser and not actor.is_superuser:
         raise NotAllowed("Only a superuser can change a superuser's access.")
@@ -133,8 +144,12 @@ def _user_active_set(
     locked.is_active = is_active
     locked.save(update_fields=["is_active"])
     data = {"quickpe_id": locked.quickpe_id, "reason": reason}
+    cancelled, events = [], {}
     if not is_active:
         data["revoked_tokens"] = sessions_revoke_all(user=locked)
+        cancelled, events = money_requests_cancel_for_deactivation(
+            user=locked, money_requests=money_requests, actor=actor, request=request
+        )
     entry = audit_append(
         actor=actor,
         action="admin.user_reactivate" if is_active else "admin.user_deactivate",
@@ -145,15 +160,18 @@ def _user_active_set(
     )
     title, body = notice
     user_id, event = security_notification(user=locked, title=title, body=body)
-    events_emit({user_id: [event]}, audit=[entry])
+    events.setdefault(user_id, []).append(event)
+    events_emit(events, audit=[*cancelled, entry])
     return locked
 
 
 def user_deactivate(*, user: User, actor: User, reason: str, request=None) -> User:
     """Close an account's access: it can no longer sign in, every device session is revoked
     and every refresh token blacklisted (access tokens stop at once, see README "device
-    sessions"). Its money stays where it is. Keeps: not one's own account; only a superuser
-    deactivates a superuser. Locks: the user row, the actor's audit chain head, the streams."""
+    sessions"). Its money stays where it is; its pending money requests, both ways, are
+    cancelled (audited, the other party told), so none is paid into or out of a closed
+    account. Keeps: only a superuser deactivates a superuser. Locks: the user's pending money
+    requests, the user row, its device sessions, the actor's audit chain head, the streams."""
     return _user_active_set(
         user=user,
         is_active=False,
@@ -191,7 +209,7 @@ def password_reset_send(*, user: User, actor: User, reason: str, request) -> Non
     QUICKPE_SUPPORT_RESET_RATE emails per user (``RateLimited``). Locks:
     the actor's audit chain head, the user's stream."""
     reason = _required(reason)
-    _require_permission(actor, "wallet.send_password_reset")
+    _require_permission(actor, "wallet.send_password_reset", on=[user.pk])
     if not user.is_active:
         raise InvalidState("The account is deactivated; reactivate it first.")
     wait = wait_for("support-reset", str(user.pk), settings.QUICKPE_SUPPORT_RESET_RATE)
@@ -274,9 +292,9 @@ def transfer_reverse(*, transfer: Transfer, actor: User, reason: str, request=No
     Locks: both wallets (``wallets_lock``, primary-key order, one query), the transfer row,
     the actor's audit chain head, the event streams."""
     reason = _required(reason)
-    _require_permission(actor, "wallet.reverse_transfer")
-    if actor.pk in (transfer.sender_id, transfer.recipient_id):
-        raise NotAllowed("You cannot reverse a transfer you took part in.")
+    _require_permission(
+        actor, "wallet.reverse_transfer", on=[transfer.sender_id, transfer.recipient_id]
+    )
     wallets = wallets_lock(user_ids=[transfer.sender_id, transfer.recipient_id])
     locked = transfer_lock(transfer_id=transfer.pk)
     if locked.status == Transfer.Status.REVERSED:
