@@ -304,6 +304,7 @@ QUICKPE_SIGNUP_BONUS = env_paise("QUICKPE_SIGNUP_BONUS", "0", allow_zero=True)
 QUICKPE_MONEY_RATE = env_rate("QUICKPE_MONEY_RATE", "10/m")
 QUICKPE_SIGNIN_RATE = env_rate("QUICKPE_SIGNIN_RATE", "5/m")
 QUICKPE_SIGNIN_IP_RATE = env_rate("QUICKPE_SIGNIN_IP_RATE", "30/m")
+QUICKPE_SIGNIN_ACCOUNT_RATE = env_rate("QUICKPE_SIGNIN_ACCOUNT_RATE", "30/m")
 QUICKPE_SIGNUP_IP_RATE = env_rate("QUICKPE_SIGNUP_IP_RATE", "20/h")
 QUICKPE_SEARCH_RATE = env_rate("QUICKPE_SEARCH_RATE", "30/m")
 # Password reset emails support may send to one user: a mistaken or hostile staff member cannot

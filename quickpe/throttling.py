@@ -111,26 +111,48 @@ def account_identity(email: object) -> str | None:
     return hashlib.sha256(key).hexdigest()[:32]
 
 
+def _guessed_email(request) -> object:
+    return request.data.get("email") if hasattr(request.data, "get") else None
+
+
+def _from_this_address(account: str | None, request) -> str | None:
+    return None if account is None else f"{account}:{client_ip(request)}"
+
+
 class SigninAccountThrottle(SharedRateThrottle):
-    """Per account, whoever tries: ``QUICKPE_SIGNIN_RATE`` (default 5/m). One budget of
-    password guesses per account, spent by every door that checks its password: the API's
-    and the dashboard's sign-in, the admin's login and the current password of a change."""
+    """Per account and client address: ``QUICKPE_SIGNIN_RATE`` (default 5/m). One budget of
+    password guesses per account and address, spent by every door that checks the password:
+    the API's and the dashboard's sign-in, the admin's login and the current password of a
+    change. Keyed by the pair, so someone guessing from their address does not lock the owner
+    out of theirs; ``SigninAccountWideThrottle`` bounds guesses spread over many addresses."""
 
     rate_setting = "QUICKPE_SIGNIN_RATE"
     scope = "signin-account"
 
     def identity(self, request, view):
-        return account_identity(request.data.get("email") if hasattr(request.data, "get") else None)
+        return _from_this_address(account_identity(_guessed_email(request)), request)
+
+
+class SigninAccountWideThrottle(SharedRateThrottle):
+    """Per account, from every address together: ``QUICKPE_SIGNIN_ACCOUNT_RATE`` (default
+    30/m), softer than the per-address budget, so one address can never spend it alone: only
+    guessing spread over many addresses (which this stops) can keep the owner out."""
+
+    rate_setting = "QUICKPE_SIGNIN_ACCOUNT_RATE"
+    scope = "signin-account-wide"
+
+    def identity(self, request, view):
+        return account_identity(_guessed_email(request))
 
 
 class PasswordCheckThrottle(SigninAccountThrottle):
     """The signed-in caller's current password (a password change) spends the same budget as
-    a sign-in to their account: guessing it here is guessing the sign-in password."""
+    a sign-in to their account from that address: guessing it is guessing the password."""
 
     def identity(self, request, view):
         if not request.user or not request.user.is_authenticated:
             return None
-        return account_identity(request.user.email)
+        return _from_this_address(account_identity(request.user.email), request)
 
 
 class SigninIPThrottle(SharedRateThrottle):

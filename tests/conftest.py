@@ -42,6 +42,7 @@ def _isolated_settings(settings):
     settings.QUICKPE_MONEY_RATE = None
     settings.QUICKPE_SIGNIN_RATE = None
     settings.QUICKPE_SIGNIN_IP_RATE = None
+    settings.QUICKPE_SIGNIN_ACCOUNT_RATE = None
     settings.QUICKPE_SIGNUP_IP_RATE = None
     settings.QUICKPE_SEARCH_RATE = None
 

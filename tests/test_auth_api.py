@@ -808,7 +808,9 @@ def assert_rate_limited(response) -> None:
     assert 1 <= int(response["Retry-After"]) <= 60
 
 
-def test_signin_is_throttled_per_account(settings, alice, bob):
+def test_signin_is_throttled_per_account_and_address(settings, alice, bob):
+    """Someone guessing Alice's password from their address is stopped there; Alice, from
+    hers, still signs in: a stranger's failures do not lock the owner out."""
     settings.QUICKPE_SIGNIN_RATE = "5/m"
     spellings = [alice.email, alice.email.upper(), f"  {alice.email} ", alice.email, alice.email]
     for email in spellings:
@@ -819,13 +821,31 @@ def test_signin_is_throttled_per_account(settings, alice, bob):
 
     # The sixth attempt is refused even with the right password, before anything is recorded.
     assert_rate_limited(post(SIGNIN, {"email": alice.email, "password": PASSWORD}))
-    assert_rate_limited(
-        post(SIGNIN, {"email": alice.email, "password": PASSWORD}, REMOTE_ADDR="10.9.9.9")
-    )
-
     assert snapshot() == before
+    owner = post(SIGNIN, {"email": alice.email, "password": PASSWORD}, REMOTE_ADDR="10.9.9.9")
+    assert owner.status_code == 200, owner.content
     # Another account is not affected.
     signin(bob)
+
+
+def test_guesses_spread_over_many_addresses_meet_the_account_wide_limit(settings, alice):
+    settings.QUICKPE_SIGNIN_RATE = "5/m"
+    settings.QUICKPE_SIGNIN_ACCOUNT_RATE = "8/m"
+    for index in range(8):
+        assert_problem(
+            post(
+                SIGNIN,
+                {"email": alice.email, "password": "wrong-password"},
+                REMOTE_ADDR=f"10.0.0.{index}",
+            ),
+            401,
+            "invalid_credentials",
+        )
+    before = snapshot()
+    assert_rate_limited(
+        post(SIGNIN, {"email": alice.email, "password": PASSWORD}, REMOTE_ADDR="10.0.1.1")
+    )
+    assert snapshot() == before
 
 
 def test_signin_is_throttled_per_ip_across_accounts(settings, alice):

@@ -31,7 +31,11 @@ from quickpe.admin import ReadOnlyAdmin, StaffAdmin, admin_link, changelist_link
 from quickpe.dashboard import throttled
 from quickpe.errors import InvalidCredentials
 from quickpe.money import format_inr
-from quickpe.throttling import SigninAccountThrottle, SigninIPThrottle
+from quickpe.throttling import (
+    SigninAccountThrottle,
+    SigninAccountWideThrottle,
+    SigninIPThrottle,
+)
 from wallet.models import (
     DeviceSession,
     IdempotencyKey,
@@ -68,7 +72,7 @@ class StaffSignInForm(AdminAuthenticationForm):
         email, password = self.cleaned_data.get("username"), self.cleaned_data.get("password")
         if email is None or not password:
             return self.cleaned_data  # the field errors say what is missing
-        for throttle in (SigninAccountThrottle, SigninIPThrottle):
+        for throttle in (SigninAccountThrottle, SigninAccountWideThrottle, SigninIPThrottle):
             wait = throttled(self.request, throttle, data={"email": email})
             if wait is not None:
                 raise ValidationError(

@@ -23,6 +23,7 @@ from quickpe.throttling import (
     PasswordCheckThrottle,
     SearchRateThrottle,
     SigninAccountThrottle,
+    SigninAccountWideThrottle,
     SigninIPThrottle,
     SignupIPThrottle,
 )
@@ -92,7 +93,9 @@ def signin(request):
         next_page = "/app/"
     if request.method == "POST":
         form = SigninSerializer(data=request.POST)
-        errors = _rate_limited(request, SigninAccountThrottle, SigninIPThrottle)
+        errors = _rate_limited(
+            request, SigninAccountThrottle, SigninAccountWideThrottle, SigninIPThrottle
+        )
         if not errors and form.is_valid():
             try:
                 user, tokens = users.user_signin(**form.validated_data, request=request)

@@ -14,6 +14,7 @@ from quickpe.throttling import (
     PasswordCheckThrottle,
     SearchRateThrottle,
     SigninAccountThrottle,
+    SigninAccountWideThrottle,
     SigninIPThrottle,
     SignupIPThrottle,
 )
@@ -55,7 +56,7 @@ class SignupView(APIView):
 class SigninView(APIView):
     permission_classes = [AllowAny]
     authentication_classes = []
-    throttle_classes = [SigninAccountThrottle, SigninIPThrottle]
+    throttle_classes = [SigninAccountThrottle, SigninAccountWideThrottle, SigninIPThrottle]
 
     @extend_schema(
         request=SigninSerializer,
