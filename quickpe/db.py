@@ -1,14 +1,11 @@
 """Database helpers shared by the services."""
 
-import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import TypeVar
 
 from django.db import DatabaseError, connection
 
-logger = logging.getLogger(__name__)
-T = TypeVar("T")
 M = TypeVar("M")
 
 

@@ -170,26 +170,26 @@ class SignupIPThrottle(SigninIPThrottle):
     scope = "signup-ip"
 
 
-class SearchRateThrottle(SharedRateThrottle):
-    """Per user: ``QUICKPE_SEARCH_RATE`` (default 30/m); enough to type into a payee box, too
-    few to walk the directory."""
+class PerUserThrottle(SharedRateThrottle):
+    """A budget per signed-in user (anonymous callers are refused before this by
+    authentication)."""
+
+    def identity(self, request, view):
+        if not request.user or not request.user.is_authenticated:
+            return None
+        return str(request.user.pk)
+
+
+class SearchRateThrottle(PerUserThrottle):
+    """``QUICKPE_SEARCH_RATE`` (default 30/m); enough to type into a payee box, too few to
+    walk the directory."""
 
     rate_setting = "QUICKPE_SEARCH_RATE"
     scope = "search"
 
-    def identity(self, request, view):
-        if not request.user or not request.user.is_authenticated:
-            return None
-        return str(request.user.pk)
 
-
-class ExportRateThrottle(SharedRateThrottle):
-    """Per user: ``QUICKPE_EXPORT_RATE`` (default 10/h); each export is real work for a worker."""
+class ExportRateThrottle(PerUserThrottle):
+    """``QUICKPE_EXPORT_RATE`` (default 10/h); each export is real work for a worker."""
 
     rate_setting = "QUICKPE_EXPORT_RATE"
     scope = "export"
-
-    def identity(self, request, view):
-        if not request.user or not request.user.is_authenticated:
-            return None
-        return str(request.user.pk)

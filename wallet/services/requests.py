@@ -21,11 +21,7 @@ from quickpe.money import format_inr, format_paise
 from quickpe.text import fit
 from quickpe.unit_of_work import unit_of_work
 from wallet import limits
-from wallet.locks import (
-    money_request_lock,
-    money_requests_lock_expired,
-    money_requests_lock_pending,
-)
+from wallet.locks import money_request_lock, money_requests_lock_expired
 from wallet.models import MoneyRequest, Transfer, User, Wallet
 from wallet.representations import money_request_data
 from wallet.services.money import active_user_find, transfer_post, transfer_sent_notification
@@ -243,19 +239,13 @@ def money_request_cancel(*, user: User, money_request_id: int, request=None) -> 
     )
 
 
-def money_requests_lock_for_deactivation(*, user: User) -> list[MoneyRequest]:
-    """The first step of deactivating ``user``: lock their pending requests (both sides),
-    before the user row (``wallet.locks``). ``money_requests_cancel_for_deactivation`` closes
-    them once the change has taken its other locks."""
-    return money_requests_lock_pending(user=user)
-
-
 def money_requests_cancel_for_deactivation(
     *, user: User, money_requests: list[MoneyRequest], actor: User, request=None
 ) -> tuple[list, dict[int, list]]:
-    """Cancel the locked pending requests of ``user``, whose account support is closing: a
-    closed account is never paid nor pays. Each is audited as a cancellation with the staff
-    member as actor; the other party is notified and both get ``money_request:update``.
+    """Cancel the pending requests of ``user``, whose account support is closing (locked with
+    ``money_requests_lock_pending``, before the user row): a closed account is never paid nor
+    pays. Each is audited as a cancellation with the staff member as actor; the other party
+    is notified and both get ``money_request:update``.
     A piece of the deactivation's unit of work: returns the audit entries and the events for
     its one emit."""
     now = timezone.now()

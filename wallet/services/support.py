@@ -31,13 +31,10 @@ from quickpe.money import format_inr, format_paise
 from quickpe.throttling import wait_for
 from quickpe.unit_of_work import unit_of_work
 from wallet import limits
-from wallet.locks import transfer_lock, user_lock, wallets_lock
+from wallet.locks import money_requests_lock_pending, transfer_lock, user_lock, wallets_lock
 from wallet.models import Category, LedgerEntry, Transfer, User, Wallet
 from wallet.services.posting import Leg, Posting, post
-from wallet.services.requests import (
-    money_requests_cancel_for_deactivation,
-    money_requests_lock_for_deactivation,
-)
+from wallet.services.requests import money_requests_cancel_for_deactivation
 from wallet.services.sessions import sessions_revoke_all
 from wallet.services.users import password_save
 
@@ -135,7 +132,7 @@ def _user_active_set(
     reason = _required(reason)
     _require_permission(actor, "wallet.deactivate_user", on=[user.pk])
     # Request rows come before the user row in the lock order (wallet.locks).
-    money_requests = [] if is_active else money_requests_lock_for_deactivation(user=user)
+    money_requests = [] if is_active else money_requests_lock_pending(user=user)
     locked = user_lock(user=user)
     if locked.is_superuser and not actor.is_superuser:
         raise NotAllowed("Only a superuser can change a superuser's access.")

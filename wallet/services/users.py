@@ -175,7 +175,6 @@ def staff_signin(*, email: str, password: str, request=None) -> User:
     return user
 
 
-@unit_of_work
 def _signin_failure_record(*, email: str, via: str = "", reason: str = "", request) -> None:
     """Actor-less (chain 0): whoever typed the email is not known to be its owner."""
     data = {"email": email}
@@ -183,7 +182,9 @@ def _signin_failure_record(*, email: str, via: str = "", reason: str = "", reque
         data["via"] = via
     if reason:
         data["reason"] = reason
-    _audit(actor=None, action="user.signin_failed", entity_type="user", data=data, request=request)
+    _audit_as_unit(
+        actor=None, action="user.signin_failed", entity_type="user", data=data, request=request
+    )
 
 
 @unit_of_work
