@@ -4,8 +4,9 @@ from datetime import UTC, datetime
 
 
 def timestamp(moment: datetime) -> str:
-    """The contract's time format: ISO 8601, UTC, microseconds, ``Z``."""
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    """The contract's time format: ISO 8601, UTC, microseconds, ``Z``. (``strftime("%Y")``
+    would write the year 258 as ``258``, not the ``0258`` RFC 3339 requires.)"""
+    return moment.astimezone(UTC).replace(tzinfo=None).isoformat(timespec="microseconds") + "Z"
 
 
 def mask_email(email: str) -> str:

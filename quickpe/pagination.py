@@ -5,8 +5,9 @@ anything: one that does not decode, or whose position is not a value of the orde
 (the position goes into a ``WHERE``), is ``400 invalid_cursor``, never a 404 or a database
 error."""
 
-from django.core.exceptions import FieldDoesNotExist, ValidationError
-from rest_framework.exceptions import NotFound
+from django.core import exceptions as django_exceptions
+from django.core.exceptions import FieldDoesNotExist
+from rest_framework.exceptions import NotFound, ValidationError
 from rest_framework.pagination import CursorPagination
 
 from quickpe.errors import QuickPeError
@@ -25,11 +26,39 @@ class CursorPage(CursorPagination):
     max_page_size = 100
     ordering = "-created_at"
 
+    def get_page_size(self, request):
+        # DRF quietly falls back to the default on "abc" or 0; the schema says 1 to 100.
+        text = request.query_params.get(self.page_size_query_param)
+        if not text:  # absent, or sent empty: the default
+            return self.page_size
+        if not (text.isascii() and text.isdigit() and 1 <= int(text) <= self.max_page_size):
+            raise ValidationError(
+                {
+                    self.page_size_query_param: [
+                        f"Use a whole number from 1 to {self.max_page_size}."
+                    ]
+                }
+            )
+        return int(text)
+
+    def get_schema_operation_parameters(self, view):
+        parameters = super().get_schema_operation_parameters(view)
+        for parameter in parameters:
+            if parameter["name"] == self.page_size_query_param:
+                parameter["schema"] = {
+                    "type": "integer",
+                    "minimum": 1,
+                    "maximum": self.max_page_size,
+                }
+        return parameters
+
     def paginate_queryset(self, queryset, request, view=None):
         self.model = queryset.model
         return super().paginate_queryset(queryset, request, view)
 
     def decode_cursor(self, request):
+        if not request.query_params.get(self.cursor_query_param):  # `?cursor=`: the first page
+            return None
         try:
             cursor = super().decode_cursor(request)
         except NotFound:
@@ -51,5 +80,5 @@ class CursorPage(CursorPagination):
             raise InvalidCursor()
         try:
             field.clean(position, None)
-        except ValidationError:
+        except django_exceptions.ValidationError:
             raise InvalidCursor() from None

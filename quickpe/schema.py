@@ -4,6 +4,7 @@ from drf_spectacular.contrib.rest_framework_simplejwt import SimpleJWTScheme
 from drf_spectacular.openapi import AutoSchema
 from drf_spectacular.utils import inline_serializer
 from rest_framework import serializers
+from rest_framework.permissions import AllowAny, IsAuthenticated
 
 PROBLEM = inline_serializer(
     "Problem",
@@ -29,9 +30,19 @@ PROBLEM = inline_serializer(
 
 
 class ProblemAutoSchema(AutoSchema):
-    """Adds the problem+json responses an operation can give: the common ones (400, 401 for
-    authenticated views, 404 for paths with an id, 429 for throttled views) plus whatever the
+    """Adds the problem+json responses an operation can give: the common ones (400; 401 for
+    authenticated views; 403 where a permission beyond signing in is needed; 404 for paths with
+    an id; 413 and 415 for operations with a body; 429 for throttled views) plus whatever the
     view declares in ``problem_responses`` (status -> description)."""
+
+    def _get_parameters(self):
+        # An optional query parameter sent empty (`?status=`, as an HTML form sends an unset
+        # field) means "not given": DRF's serializers, django-filter and the paginator agree.
+        parameters = super()._get_parameters()
+        for parameter in parameters:
+            if parameter["in"] == "query" and not parameter.get("required"):
+                parameter["allowEmptyValue"] = True
+        return parameters
 
     def _get_response_bodies(self, direction="response"):
         responses = super()._get_response_bodies(direction)
@@ -42,9 +53,17 @@ class ProblemAutoSchema(AutoSchema):
             errors["401"] = (
                 "Missing, invalid or expired token (`not_authenticated`, `invalid_token`)"
             )
+        if any(
+            permission not in (AllowAny, IsAuthenticated)
+            for permission in getattr(self.view, "permission_classes", [])
+        ):
+            errors["403"] = "Not allowed for your account (`permission_denied`)"
         if "{" in self.path:
             errors["404"] = "Not found; another user's object is also 404"
-        if getattr(self.view, "throttle_classes", None):
+        if self.method in ("POST", "PUT", "PATCH") and self._get_request_body():
+            errors["413"] = "The body is larger than the server takes (`payload_too_large`)"
+            errors["415"] = "The body is not JSON (`unsupported_media_type`)"
+        if self.view.get_throttles():
             errors["429"] = "Rate limited (`rate_limited`); see the Retry-After header"
         errors.update(getattr(self.view, "problem_responses", {}))
         for status, description in errors.items():

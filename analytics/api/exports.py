@@ -15,7 +15,7 @@ from analytics.services import NotReady, export_create, exports_storage
 from quickpe.business_day import business_day, day_bounds
 from quickpe.errors import NotFound
 from quickpe.throttling import ExportRateThrottle
-from wallet.api.filters import DateOrDateTimeField
+from wallet.api.fields import DateOrDateTime
 
 DEFAULT_DAYS = 30
 CONTENT_TYPES = {"pdf": "application/pdf", "csv": "text/csv; charset=utf-8"}
@@ -44,34 +44,16 @@ class ExportSerializer(serializers.Serializer):
         return export_data(export)
 
 
-class _Bound(serializers.CharField):
-    """A date (an Asia/Kolkata calendar day) or an ISO datetime, as `/transactions` reads
-    `created_after` / `created_before`."""
-
-    def __init__(self, *, end_of_day: bool, **kwargs):
-        self.parser = DateOrDateTimeField(end_of_day=end_of_day, required=False)
-        super().__init__(required=False, **kwargs)
-
-    def to_internal_value(self, data):
-        text = super().to_internal_value(data)
-        try:
-            return self.parser.clean(text)
-        except Exception as error:  # a Django ValidationError: reported as a field error
-            raise serializers.ValidationError(
-                "Use a date (2026-11-22) or an ISO datetime."
-            ) from error
-
-
 class ExportRequestSerializer(serializers.Serializer):
     kind = serializers.ChoiceField(choices=CUSTOMER_KINDS)
     format = serializers.ChoiceField(choices=Export.Format.choices)
 
     def get_fields(self):
         fields = super().get_fields()
-        fields["from"] = _Bound(
+        fields["from"] = DateOrDateTime(
             end_of_day=False, help_text=f"Default: {DEFAULT_DAYS - 1} days before today (IST)."
         )
-        fields["to"] = _Bound(
+        fields["to"] = DateOrDateTime(
             end_of_day=True, help_text="A date includes that whole day. Default: today (IST)."
         )
         return fields

@@ -5,7 +5,6 @@ Views parse the query, call one selector and render; the SQL lives in ``analytic
 
 from datetime import UTC, datetime, timedelta
 
-from django.core.exceptions import ValidationError as DjangoValidationError
 from django.utils import timezone
 from drf_spectacular.utils import extend_schema, extend_schema_field
 from rest_framework import serializers
@@ -16,7 +15,7 @@ from analytics import insights, selectors
 from quickpe.authentication import staff_with
 from quickpe.business_day import business_day, business_time, day_end
 from quickpe.money import format_paise
-from wallet.api.filters import DateOrDateTimeField
+from wallet.api.fields import DateOrDateTime, Timestamp
 from wallet.models import Category
 
 DEFAULT_DAYS = 30
@@ -70,23 +69,6 @@ class SignedAmountFigure(AmountFigure):
     pass
 
 
-class _Bound(serializers.CharField):
-    """A date or a datetime, read exactly as `/transactions` reads its date filters."""
-
-    def __init__(self, *, end_of_day: bool, **kwargs):
-        self.parser = DateOrDateTimeField(end_of_day=end_of_day, required=False)
-        super().__init__(required=False, allow_blank=True, max_length=64, **kwargs)
-
-    def run_validation(self, data=serializers.empty) -> datetime | None:
-        # The text passes CharField's checks (length, NUL characters) first, then becomes an
-        # instant; the validators must not see the datetime.
-        text = super().run_validation(data)
-        try:
-            return self.parser.clean(text)
-        except DjangoValidationError as error:
-            raise serializers.ValidationError(error.messages[0], code="invalid") from None
-
-
 def _representable(moment: datetime) -> bool:
     """Whether the instant exists both in UTC (how responses show it) and in Asia/Kolkata
     (how buckets are cut): 0001-01-01 in Kolkata is still year 0 in UTC."""
@@ -102,12 +84,12 @@ class PeriodQuerySerializer(serializers.Serializer):
     def get_fields(self):
         # `from` is a Python keyword: declared by name.
         return {
-            "from": _Bound(
+            "from": DateOrDateTime(
                 end_of_day=False,
                 help_text=f"Start, inclusive: a date (Asia/Kolkata day) or an ISO datetime. "
                 f"Default: {DEFAULT_DAYS} days before `to`.",
             ),
-            "to": _Bound(
+            "to": DateOrDateTime(
                 end_of_day=True,
                 help_text="End: a date includes that whole day (Asia/Kolkata); a datetime is "
                 "exclusive. Default: the end of today in Asia/Kolkata.",
@@ -192,12 +174,8 @@ class SummarySerializer(serializers.Serializer):
 
     def get_fields(self):
         return {
-            "from": serializers.DateTimeField(
-                source="start", help_text="Start of the period used (inclusive)."
-            ),
-            "to": serializers.DateTimeField(
-                source="end", help_text="End of the period used (exclusive)."
-            ),
+            "from": Timestamp(source="start", help_text="Start of the period used (inclusive)."),
+            "to": Timestamp(source="end", help_text="End of the period used (exclusive)."),
             **super().get_fields(),
         }
 

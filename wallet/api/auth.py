@@ -43,6 +43,7 @@ class SignupView(APIView):
     permission_classes = [AllowAny]
     authentication_classes = []
     throttle_classes = [SignupIPThrottle]
+    problem_responses = {"409": "`email_taken`: an account with this email exists"}
 
     @extend_schema(request=SignupSerializer, responses={201: AuthResultSerializer}, tags=["auth"])
     def post(self, request):
@@ -57,6 +58,7 @@ class SigninView(APIView):
     permission_classes = [AllowAny]
     authentication_classes = []
     throttle_classes = [SigninAccountThrottle, SigninAccountWideThrottle, SigninIPThrottle]
+    problem_responses = {"401": "`invalid_credentials`: wrong email or password"}
 
     @extend_schema(
         request=SigninSerializer,
@@ -79,9 +81,13 @@ def _refresh_token(raw: str) -> RefreshToken:
         raise AuthenticationFailed("The refresh token is invalid, expired or revoked.") from None
 
 
+REFRESH_REFUSED = {"401": "`invalid_token`: the refresh token is invalid, expired or revoked"}
+
+
 class RefreshView(APIView):
     permission_classes = [AllowAny]
     authentication_classes = []
+    problem_responses = REFRESH_REFUSED
 
     @extend_schema(
         request=RefreshSerializer,
@@ -101,6 +107,7 @@ class RefreshView(APIView):
 class SignoutView(APIView):
     permission_classes = [AllowAny]
     authentication_classes = []
+    problem_responses = REFRESH_REFUSED
 
     @extend_schema(request=RefreshSerializer, responses={204: None}, tags=["auth"])
     def post(self, request):
@@ -182,7 +189,18 @@ class UserSearchView(APIView):
     throttle_classes = [SearchRateThrottle]
 
     @extend_schema(
-        parameters=[OpenApiParameter("search", str, required=True, description="at least 3 chars")],
+        parameters=[
+            OpenApiParameter(
+                "search",
+                {
+                    "type": "string",
+                    # 3 to 100 characters once trimmed; PostgreSQL text holds no NUL.
+                    "pattern": r"^\s*[^\s\x00][^\x00]{1,98}[^\s\x00]\s*$",
+                },
+                required=True,
+                description="3 to 100 characters, not counting spaces at either end.",
+            )
+        ],
         responses={200: UserSearchResultSerializer(many=True)},
         tags=["users"],
         description="Matches name, QuickPe ID or exact email; at most 20, never the caller, "

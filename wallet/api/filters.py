@@ -1,13 +1,13 @@
-from datetime import UTC, datetime
-
 import django_filters
 from django import forms
 from django.db.models import Q, Value
 from django.db.models.functions import Concat
-from django.utils.dateparse import parse_date, parse_datetime
+from drf_spectacular.utils import extend_schema_field
+from rest_framework.exceptions import ValidationError
+from rest_framework.filters import OrderingFilter
 
-from quickpe.business_day import day_end, day_start
 from quickpe.money import InvalidAmount, parse_amount
+from wallet.api.fields import AMOUNT_TEXT, DATE_OR_DATETIME, DateOrDateTimeField
 from wallet.models import Category, LedgerEntry
 
 
@@ -22,44 +22,22 @@ class AmountFormField(forms.CharField):
             raise forms.ValidationError(str(error), code=error.code) from None
 
 
+@extend_schema_field(AMOUNT_TEXT)
 class AmountFilter(django_filters.Filter):
     field_class = AmountFormField
 
 
-class DateOrDateTimeField(forms.CharField):
-    """A date (a calendar day in Asia/Kolkata) or an ISO datetime with or without zone."""
-
-    def __init__(self, *, end_of_day: bool = False, **kwargs):
-        self.end_of_day = end_of_day
-        super().__init__(**kwargs)
-
-    def clean(self, value):
-        value = super().clean(value)
-        if value in (None, ""):
-            return None
-        # Well-formed but impossible values (2026-13-45, 25:00, 9999-12-31 + a day) raise
-        # ValueError/OverflowError from the parsers: a 400, not a 500.
-        try:
-            return self._to_datetime(value)
-        except (ValueError, OverflowError):
-            raise forms.ValidationError(
-                "Use a date (2026-11-22) or an ISO datetime.", code="invalid"
-            ) from None
-
-    def _to_datetime(self, value: str) -> datetime:
-        moment = parse_datetime(value) if "T" in value or " " in value else None
-        if moment is None:
-            day = parse_date(value) if len(value) == 10 else None
-            if day is None:
-                raise ValueError(value)
-            return day_end(day) if self.end_of_day else day_start(day)
-        if moment.tzinfo is None:
-            moment = moment.replace(tzinfo=UTC)
-        return moment
-
-
+@extend_schema_field(DATE_OR_DATETIME)
 class DateOrDateTimeFilter(django_filters.Filter):
     field_class = DateOrDateTimeField
+
+
+# Up to 100 characters once trimmed (as the form field trims); PostgreSQL text holds no NUL.
+@extend_schema_field(
+    {"type": "string", "pattern": r"^\s*([^\s\x00]([^\x00]{0,98}[^\s\x00])?)?\s*$"}
+)
+class SearchFilter(django_filters.CharFilter):
+    """Free text; PostgreSQL text cannot hold NUL characters."""
 
 
 class TransactionFilter(django_filters.FilterSet):
@@ -73,7 +51,7 @@ class TransactionFilter(django_filters.FilterSet):
     created_before = DateOrDateTimeFilter(
         field_name="created_at", lookup_expr="lt", end_of_day=True
     )
-    search = django_filters.CharFilter(method="filter_search", max_length=100)
+    search = SearchFilter(method="filter_search", max_length=100)
 
     class Meta:
         model = LedgerEntry
@@ -94,3 +72,33 @@ class TransactionFilter(django_filters.FilterSet):
             | Q(counterparty__quickpe_id__iexact=value)
             | Q(reference__iexact=value)
         )
+
+
+class Ordering(OrderingFilter):
+    """DRF's ordering, except that an unknown field is a 400 rather than silently ignored, and
+    the schema lists the accepted values."""
+
+    def get_ordering(self, request, queryset, view):
+        terms = request.query_params.getlist(self.ordering_param)
+        allowed = self._allowed(view)
+        fields = [term.strip() for text in terms for term in text.split(",") if term.strip()]
+        unknown = [field for field in fields if field not in allowed]
+        if unknown:
+            raise ValidationError(
+                {self.ordering_param: [f"Use one of: {', '.join(allowed)}."]}, code="invalid"
+            )
+        return fields or self.get_default_ordering(view)
+
+    def _allowed(self, view) -> list[str]:
+        return [f"{sign}{name}" for name in view.ordering_fields for sign in ("", "-")]
+
+    def get_schema_operation_parameters(self, view):
+        return [
+            {
+                "name": self.ordering_param,
+                "required": False,
+                "in": "query",
+                "description": "Sort order; `-` for descending. Default: newest first.",
+                "schema": {"type": "string", "enum": self._allowed(view)},
+            }
+        ]

@@ -3,14 +3,13 @@
 from django_filters.rest_framework import DjangoFilterBackend
 from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
 from rest_framework import generics, status
-from rest_framework.filters import OrderingFilter
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from quickpe.money import format_paise
 from quickpe.throttling import MoneyRateThrottle
 from wallet import selectors
-from wallet.api.filters import TransactionFilter
+from wallet.api.filters import Ordering, TransactionFilter
 from wallet.api.serializers import (
     MovementRequestSerializer,
     MovementResultSerializer,
@@ -27,7 +26,8 @@ from wallet.services.posting import Posting
 
 IDEMPOTENCY_KEY = OpenApiParameter(
     "Idempotency-Key",
-    str,
+    # Printable ASCII; no space at either end, which HTTP servers strip from header values.
+    {"type": "string", "pattern": r"^[\x21-\x7e]([\x20-\x7e]{0,253}[\x21-\x7e])?$"},
     location=OpenApiParameter.HEADER,
     required=True,
     description="1-255 printable ASCII characters, scoped to you. Same key and body within "
@@ -147,7 +147,7 @@ class TransferDetailView(generics.RetrieveAPIView):
 
 class TransactionListView(generics.ListAPIView):
     serializer_class = TransactionSerializer
-    filter_backends = [DjangoFilterBackend, OrderingFilter]
+    filter_backends = [DjangoFilterBackend, Ordering]
     filterset_class = TransactionFilter
     ordering_fields = ["created_at", "amount"]
     ordering = ["-created_at"]

@@ -1,11 +1,12 @@
 from django.utils import timezone
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from quickpe.business_day import business_day
 from quickpe.formats import mask_email, timestamp
 from quickpe.money import format_paise
 from wallet import limits, representations
-from wallet.api.fields import AmountField
+from wallet.api.fields import AmountField, Text
 from wallet.models import Category, LedgerEntry, MoneyRequest, Transfer, User, Wallet
 
 
@@ -17,29 +18,29 @@ class UserSerializer(serializers.ModelSerializer):
 
 
 class ProfileUpdateSerializer(serializers.Serializer):
-    first_name = serializers.CharField(max_length=150, min_length=1, required=False)
-    last_name = serializers.CharField(max_length=150, required=False, allow_blank=True)
+    first_name = Text(max_length=150, min_length=1, required=False)
+    last_name = Text(max_length=150, required=False, allow_blank=True)
 
 
 class SignupSerializer(serializers.Serializer):
     email = serializers.EmailField(max_length=254)
-    password = serializers.CharField(max_length=128, trim_whitespace=False, write_only=True)
-    first_name = serializers.CharField(max_length=150, min_length=1)
-    last_name = serializers.CharField(max_length=150, allow_blank=True, required=False, default="")
+    password = Text(max_length=128, trim_whitespace=False, write_only=True)
+    first_name = Text(max_length=150, min_length=1)
+    last_name = Text(max_length=150, allow_blank=True, required=False, default="")
 
 
 class SigninSerializer(serializers.Serializer):
-    email = serializers.CharField(max_length=254)
-    password = serializers.CharField(max_length=128, trim_whitespace=False, write_only=True)
+    email = Text(max_length=254)
+    password = Text(max_length=128, trim_whitespace=False, write_only=True)
 
 
 class RefreshSerializer(serializers.Serializer):
-    refresh = serializers.CharField(max_length=2048)
+    refresh = Text(max_length=2048)
 
 
 class PasswordChangeSerializer(serializers.Serializer):
-    old_password = serializers.CharField(max_length=128, trim_whitespace=False)
-    new_password = serializers.CharField(max_length=128, trim_whitespace=False)
+    old_password = Text(max_length=128, trim_whitespace=False)
+    new_password = Text(max_length=128, trim_whitespace=False)
 
 
 class AuthResultSerializer(serializers.Serializer):
@@ -86,6 +87,18 @@ class PartySerializer(serializers.Serializer):
         return representations.party(instance)
 
 
+class WalletLimitsSerializer(serializers.Serializer):
+    """The schema of ``Wallet.limits``: what the wallet may do now, as amounts."""
+
+    min_per_transaction = AmountField()
+    max_per_transaction = AmountField()
+    max_balance = AmountField()
+    daily_deposit = AmountField(help_text="Per Asia/Kolkata calendar day.")
+    daily_deposit_remaining = AmountField(help_text="What today's deposits leave of it.")
+    daily_outgoing = AmountField(help_text="Transfers and withdrawals, per calendar day.")
+    daily_outgoing_remaining = AmountField()
+
+
 class WalletSerializer(serializers.ModelSerializer):
     quickpe_id = serializers.CharField(source="user.quickpe_id")
     balance = AmountField()
@@ -99,6 +112,7 @@ class WalletSerializer(serializers.ModelSerializer):
     def get_currency(self, wallet) -> str:
         return "INR"
 
+    @extend_schema_field(WalletLimitsSerializer)
     def get_limits(self, wallet) -> dict:
         from django.conf import settings
 
@@ -159,15 +173,13 @@ class TransferSerializer(serializers.Serializer):
 
 class MovementRequestSerializer(serializers.Serializer):
     amount = AmountField()
-    description = serializers.CharField(
-        max_length=255, required=False, allow_blank=True, default=""
-    )
+    description = Text(max_length=255, required=False, allow_blank=True, default="")
 
 
 class TransferRequestSerializer(serializers.Serializer):
-    recipient = serializers.CharField(max_length=254, help_text="QuickPe ID or email")
+    recipient = Text(max_length=254, help_text="QuickPe ID or email")
     amount = AmountField()
-    note = serializers.CharField(max_length=255, required=False, allow_blank=True, default="")
+    note = Text(max_length=255, required=False, allow_blank=True, default="")
     category = serializers.ChoiceField(
         choices=Category.choices, required=False, default=Category.TRANSFER
     )
@@ -202,9 +214,9 @@ class MoneyRequestSerializer(serializers.Serializer):
 
 
 class MoneyRequestCreateSerializer(serializers.Serializer):
-    payer = serializers.CharField(max_length=254, help_text="QuickPe ID or email")
+    payer = Text(max_length=254, help_text="QuickPe ID or email")
     amount = AmountField()
-    note = serializers.CharField(max_length=255, required=False, allow_blank=True, default="")
+    note = Text(max_length=255, required=False, allow_blank=True, default="")
 
 
 class MoneyRequestListQuerySerializer(serializers.Serializer):
