@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 # Start embedded PostgreSQL/Redis when DATABASE_URL/REDIS_URL are unset; stop them afterwards.
 WITH_SERVICES := $(PY) -m quickpe.embedded run --
 
-.PHONY: install run test lint format bench bench-compare bench-tools test-tools screenshots stop clean
+.PHONY: install run test fuzz lint format bench bench-compare bench-tools test-tools screenshots stop clean
 
 install: $(STAMP)
 
@@ -22,6 +22,13 @@ run: install
 # Tests use their own Redis namespace, apart from a `make run` on the same machine.
 test: install lint test-tools
 	QUICKPE_REDIS_PREFIX=quickpe-test $(WITH_SERVICES) $(PY) -m pytest -n 2 $(PYTEST_ARGS)
+
+# Schemathesis with a larger budget and a fresh seed each run (make test runs a small fixed one).
+# FUZZ_EXAMPLES=1000 for a longer hunt; a failure prints the curl command that reproduces it.
+FUZZ_EXAMPLES ?= 150
+fuzz: install
+	QUICKPE_REDIS_PREFIX=quickpe-fuzz QUICKPE_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) QUICKPE_FUZZ_SEED= \
+		$(WITH_SERVICES) $(PY) -m pytest -p no:cacheprovider tests/test_api_fuzz.py
 
 lint: install
 	$(VENV)/bin/ruff check .

@@ -31,14 +31,12 @@ class CursorPage(CursorPagination):
         text = request.query_params.get(self.page_size_query_param)
         if not text:  # absent, or sent empty: the default
             return self.page_size
-        if not (text.isascii() and text.isdigit() and 1 <= int(text) <= self.max_page_size):
-            raise ValidationError(
-                {
-                    self.page_size_query_param: [
-                        f"Use a whole number from 1 to {self.max_page_size}."
-                    ]
-                }
-            )
+        # At most three digits before int(): a 5000-digit number is past int()'s own limit.
+        if not (len(text) <= 3 and text.isascii() and text.isdigit()) or not (
+            1 <= int(text) <= self.max_page_size
+        ):
+            message = f"Use a whole number from 1 to {self.max_page_size}."
+            raise ValidationError({self.page_size_query_param: [message]})
         return int(text)
 
     def get_schema_operation_parameters(self, view):

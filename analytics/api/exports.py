@@ -117,19 +117,34 @@ class ExportDetailView(generics.RetrieveAPIView):
 class ExportDownloadView(APIView):
     problem_responses = {"404": "`not_found`", "409": "`not_ready`: not built yet (or failed)"}
 
+    def perform_content_negotiation(self, request, force=False):
+        # The file goes out in its own type whatever Accept names (DRF would answer 406 to
+        # `Accept: application/pdf`); refusals stay problem+json.
+        return super().perform_content_negotiation(request, force=True)
+
     @extend_schema(
         responses={
+            # Generic clients (openapi-python-client among them) read a body as bytes only
+            # when its declared type is octet-stream, so that comes first; see below.
+            (200, "application/octet-stream"): OpenApiResponse(OpenApiTypes.BINARY),
             (200, "application/pdf"): OpenApiResponse(OpenApiTypes.BINARY),
             (200, "text/csv"): OpenApiResponse(OpenApiTypes.BINARY),
         },
         tags=["exports"],
-        description="The file, as an attachment. 409 `not_ready` until the export is `done`.",
+        description="The file, as an attachment: `application/pdf` or `text/csv`, or "
+        "`application/octet-stream` when `Accept` asks for that and not the file's own type. "
+        "409 `not_ready` until the export is `done`.",
     )
     def get(self, request, pk: int):
         export = own_exports(request.user).filter(pk=pk).first()
         if export is None:
             raise NotFound("No such export.")
-        return file_response(export)
+        response = file_response(export)
+        if request.accepts("application/octet-stream") and not request.accepts(
+            CONTENT_TYPES[export.format].split(";")[0]
+        ):
+            response["Content-Type"] = "application/octet-stream"
+        return response
 
 
 def own_exports(user):

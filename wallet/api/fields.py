@@ -74,6 +74,21 @@ class Text(serializers.CharField):
         return super().to_internal_value(data)
 
 
+class TextExtension(OpenApiSerializerFieldExtension):
+    """What DRF's CharField refuses, in the schema: NUL characters (PostgreSQL text cannot hold
+    them) and, unless blank is allowed, a value that is all whitespace once trimmed."""
+
+    target_class = "wallet.api.fields.Text"
+
+    def map_serializer_field(self, auto_schema, direction):
+        schema = auto_schema._map_serializer_field(self.target, direction, bypass_extensions=True)
+        if direction == "request" and "pattern" not in schema:
+            field = self.target
+            needs_text = not field.allow_blank and field.trim_whitespace
+            schema["pattern"] = r"^[^\x00]*[^\s\x00][^\x00]*$" if needs_text else r"^[^\x00]*$"
+        return schema
+
+
 class DateOrDateTimeField(forms.CharField):
     """A date (a calendar day in Asia/Kolkata) or an ISO datetime with or without zone."""
 
@@ -102,8 +117,9 @@ class DateOrDateTimeField(forms.CharField):
                 raise ValueError(value)
             return day_end(day) if self.end_of_day else day_start(day)
         if moment.tzinfo is None:
-            moment = moment.replace(tzinfo=UTC)
-        return moment
+            return moment.replace(tzinfo=UTC)
+        # In UTC: PostgreSQL refuses offsets past 15:59 that ISO 8601 (and Python) allow.
+        return moment.astimezone(UTC)
 
 
 DATE_OR_DATETIME = {
