@@ -118,8 +118,12 @@ class DateOrDateTimeField(forms.CharField):
             return day_end(day) if self.end_of_day else day_start(day)
         if moment.tzinfo is None:
             return moment.replace(tzinfo=UTC)
-        # In UTC: PostgreSQL refuses offsets past 15:59 that ISO 8601 (and Python) allow.
-        return moment.astimezone(UTC)
+        # In UTC: PostgreSQL refuses offsets past 15:59 that ISO 8601 (and Python) allow. An
+        # instant before year 1 or after 9999 in UTC is before or after every row there is.
+        try:
+            return moment.astimezone(UTC)
+        except OverflowError:
+            return (datetime.min if moment.year == 1 else datetime.max).replace(tzinfo=UTC)
 
 
 DATE_OR_DATETIME = {
