@@ -15,7 +15,8 @@ import time_machine
 from django.core import mail, signing
 from django.core.management import call_command
 from django.test import Client
-from hypothesis import given, settings
+from hypothesis import given
+from hypothesis import settings as examples
 from hypothesis import strategies as st
 
 from audit.models import AuditEntry
@@ -27,6 +28,7 @@ from tests.conftest import (
     make_user,
     snapshot,
 )
+from tests.processes import free_port
 from tests.test_admin import change_form, staff_in
 from tests.test_dashboard import browser_for
 from wallet.management.commands.seed_demo import DEMO_EMAILS
@@ -129,6 +131,22 @@ def test_signup_mails_a_link_that_verifies_the_address_with_a_button(
     entry = AuditEntry.objects.get(action="user.email_verified")
     assert (entry.actor, entry.entity_id) == (user, str(user.pk))
     assert entry.data == {"email": "ne***@example.com"}
+
+
+def test_a_mail_server_that_fails_leaves_the_signup_standing(
+    settings, caplog, django_capture_on_commit_callbacks
+):
+    """The link leaves after commit; a mail server that refuses it is logged (without the
+    address) and the account stands: its owner asks for another link."""
+    settings.EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
+    settings.EMAIL_HOST, settings.EMAIL_PORT = "127.0.0.1", free_port()  # nothing listens
+    settings.EMAIL_TIMEOUT = 5
+    with django_capture_on_commit_callbacks(execute=True):
+        response = signup("mail.down@example.com")
+    assert response.status_code == 201, response.content
+    assert User.objects.filter(email="mail.down@example.com", email_verified=False).exists()
+    [record] = [r for r in caplog.records if r.name == "wallet.services.emails"]
+    assert record.getMessage() == "verification email not sent: ConnectionRefusedError"
 
 
 def test_the_api_verifies_with_the_token_and_answers_the_user(unverified):
@@ -449,7 +467,7 @@ def test_the_service_refuses_look_alikes_whoever_calls_it():
     assert snapshot() == before
 
 
-@settings(max_examples=300, deadline=None)
+@examples(max_examples=300, deadline=None)
 @given(address=st.emails())
 def test_plain_ascii_addresses_are_never_refused_as_look_alikes(address):
     assert address.isascii()
@@ -461,7 +479,7 @@ def test_plain_ascii_addresses_are_never_refused_as_look_alikes(address):
 _TWINS = {"a": "\u0430", "e": "\u0435", "o": "\u043e", "p": "\u0440", "c": "\u0441", "x": "\u0445"}
 
 
-@settings(max_examples=300, deadline=None)
+@examples(max_examples=300, deadline=None)
 @given(
     domain=st.from_regex(r"\A[a-z0-9]{0,8}[aeopcx][a-z0-9]{0,8}\.(com|in|co\.in|org)\Z"),
     data=st.data(),
