@@ -71,10 +71,10 @@ WARMUP = 5
 
 _PARTIES = """
     INSERT INTO wallet_user (password, is_superuser, email, quickpe_id, first_name, last_name,
-                             is_active, is_staff, date_joined)
+                             is_active, is_staff, date_joined, email_verified, email_verified_at)
     SELECT '!', false, 'party' || i || '@bench.quickpe.test',
            'QP' || lpad((90000000 + i)::text, 8, '0'), 'Party', lpad(i::text, 5, '0'),
-           true, false, now()
+           true, false, now(), true, now()
     FROM generate_series(1, %(parties)s) AS i
     RETURNING id
 """

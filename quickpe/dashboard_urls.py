@@ -12,6 +12,8 @@ urlpatterns = [
     path("signup", wallet.signup, name="signup"),
     path("signin", wallet.signin, name="signin"),
     path("signout", wallet.signout, name="signout"),
+    # Where the links that verify an email address lead (wallet.services.emails).
+    path("verify-email", wallet.email_verify_page, name="email-verify-page"),
     path("app/", wallet.home, name="home"),
     path("app/transactions", wallet.transactions, name="transactions"),
     path("app/people", wallet.people, name="people"),
@@ -22,6 +24,11 @@ urlpatterns = [
         name="request-act",
     ),
     path("app/settings", wallet.settings_page, name="settings"),
+    path(
+        "app/email/verification",
+        wallet.email_verification_resend,
+        name="email-verification-resend",
+    ),
     path("app/settings/sessions/<int:pk>/revoke", wallet.session_revoke, name="session-revoke"),
     path("app/analytics", analytics.analytics_page, name="analytics"),
     path("app/exports", analytics.exports_page, name="exports"),

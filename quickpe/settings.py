@@ -310,6 +310,11 @@ QUICKPE_SEARCH_RATE = env_rate("QUICKPE_SEARCH_RATE", "30/m")
 # Password reset emails support may send to one user: a mistaken or hostile staff member cannot
 # flood a customer's inbox.
 QUICKPE_SUPPORT_RESET_RATE = env_rate("QUICKPE_SUPPORT_RESET_RATE", "3/h")
+# Verification links a user may ask for again (API and the dashboard's "Resend link"): enough
+# for a mail that went astray, too few to flood an inbox that someone else signed up with.
+QUICKPE_EMAIL_VERIFICATION_RATE = env_rate("QUICKPE_EMAIL_VERIFICATION_RATE", "3/h")
+# How long a verification link works.
+QUICKPE_EMAIL_VERIFICATION_HOURS = env_int("QUICKPE_EMAIL_VERIFICATION_HOURS", 24, minimum=1)
 
 QUICKPE_MAX_SESSIONS = env_int("QUICKPE_MAX_SESSIONS", 10, minimum=1)
 QUICKPE_MONEY_REQUEST_DAYS = env_int("QUICKPE_MONEY_REQUEST_DAYS", 7, minimum=1)
@@ -353,8 +358,8 @@ CONTENT_SECURITY_POLICY = {
     }
 }
 
-# Email (password reset links sent by support). Development prints messages on the console;
-# production sets an SMTP server, or another backend.
+# Email (verification links, password reset links sent by support). Development prints messages
+# on the console; production sets an SMTP server, or another backend.
 EMAIL_BACKEND = env_str("EMAIL_BACKEND", "django.core.mail.backends.console.EmailBackend")
 EMAIL_HOST = env_str("EMAIL_HOST", "localhost")
 EMAIL_PORT = env_int("EMAIL_PORT", 25, minimum=1)

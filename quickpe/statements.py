@@ -24,8 +24,9 @@ IDEMPOTENCY_GUARD_AND_LOOKUP = """
 """
 
 # wallet.services.money: a payee by email (lower-cased by the caller) or QuickPe ID
-# (upper-cased). Guarantees: only active accounts are found.
-ACTIVE_USER_BY_EMAIL = "SELECT * FROM wallet_user WHERE email = %s AND is_active"
+# (upper-cased). Guarantees: only active accounts are found, and by email only one whose owner
+# verified that address (wallet.services.emails).
+ACTIVE_USER_BY_EMAIL = "SELECT * FROM wallet_user WHERE email = %s AND is_active AND email_verified"
 ACTIVE_USER_BY_QUICKPE_ID = "SELECT * FROM wallet_user WHERE quickpe_id = %s AND is_active"
 
 # wallet.locks.wallets_lock: the wallets of some users (``{}``: one placeholder per user id,

@@ -193,3 +193,11 @@ class ExportRateThrottle(PerUserThrottle):
 
     rate_setting = "QUICKPE_EXPORT_RATE"
     scope = "export"
+
+
+class EmailVerificationThrottle(PerUserThrottle):
+    """``QUICKPE_EMAIL_VERIFICATION_RATE`` (default 3/h): each link is an email to an address
+    whose owner has not yet shown they want QuickPe's mail."""
+
+    rate_setting = "QUICKPE_EMAIL_VERIFICATION_RATE"
+    scope = "email-verification"

@@ -45,6 +45,7 @@ def _isolated_settings(settings):
     settings.QUICKPE_SIGNIN_ACCOUNT_RATE = None
     settings.QUICKPE_SIGNUP_IP_RATE = None
     settings.QUICKPE_SEARCH_RATE = None
+    settings.QUICKPE_EMAIL_VERIFICATION_RATE = None
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -94,10 +95,19 @@ def celery_worker():
         yield app
 
 
-def make_user(first_name: str = "Test", last_name: str = "User", **fields) -> User:
+def make_user(
+    first_name: str = "Test", last_name: str = "User", *, verified: bool = True, **fields
+) -> User:
+    """A user made by the sign-up service; ``verified`` (the default: many tests pay by email)
+    creates it with its email verified, as if its owner had followed the link."""
     email = fields.pop("email", None) or f"user{next(_emails)}-{uuid.uuid4().hex[:6]}@example.com"
     return user_create(
-        email=email, password=PASSWORD, first_name=first_name, last_name=last_name, **fields
+        email=email,
+        password=PASSWORD,
+        first_name=first_name,
+        last_name=last_name,
+        email_verified=verified,
+        **fields,
     )
 
 

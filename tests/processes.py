@@ -102,6 +102,9 @@ class Stack:
             "QUICKPE_MONEY_RATE": "1000/m",
             # Sign-ups through this stack get a bonus, credited by the Celery worker process.
             "QUICKPE_SIGNUP_BONUS": "50.00",
+            # Mail (verification links) stays in the process, as in the suite: tests that need
+            # a link's token make it themselves (same SECRET_KEY).
+            "EMAIL_BACKEND": "django.core.mail.backends.locmem.EmailBackend",
             "SECURE_COOKIES": "false",
             "SECURE_SSL_REDIRECT": "false",  # plain HTTP on loopback
             "SECURE_HSTS_SECONDS": "0",

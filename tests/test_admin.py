@@ -5,10 +5,13 @@ admin, and running an action through its reason page.
 """
 
 import importlib
+import re
+from urllib.parse import unquote
 
 import pytest
 from django.apps import apps
 from django.contrib.auth.models import Group
+from django.core import mail
 from django.test import Client
 
 from audit.models import AuditEntry
@@ -186,19 +189,23 @@ def change_form(user, **changes) -> dict:
     }
 
 
-def test_an_email_edited_in_the_admin_is_stored_as_signup_stores_it(staff_browser, alice, bob):
+def test_an_email_edited_in_the_admin_is_stored_as_signup_stores_it(
+    staff_browser, alice, bob, django_capture_on_commit_callbacks
+):
     """Support types an address with capitals and spaces: it is saved normalised, so the
-    customer signs in with it and can be paid by it."""
+    customer signs in with it and, once they follow the link mailed to it, is paid by it."""
     staff, browser = staff_browser
-    response = browser.post(
-        f"/admin/wallet/user/{alice.pk}/change/",
-        change_form(alice, email="  Alice.New@Example.COM "),
-    )
+    with django_capture_on_commit_callbacks(execute=True):
+        response = browser.post(
+            f"/admin/wallet/user/{alice.pk}/change/",
+            change_form(alice, email="  Alice.New@Example.COM "),
+        )
     assert response.status_code == 302, response.content[:2000]
     alice.refresh_from_db()
     assert alice.email == "alice.new@example.com"
     entry = AuditEntry.objects.get(action="admin.user_change")
-    assert (entry.actor, entry.data["changed"]) == (staff, ["email"])
+    assert entry.actor == staff
+    assert entry.data["changed"] == ["email", "email_verified", "email_verified_at"]
     signed_in = client_for().post(
         "/api/v1/auth/signin",
         {"email": "ALICE.NEW@example.com", "password": PASSWORD},
@@ -206,12 +213,24 @@ def test_an_email_edited_in_the_admin_is_stored_as_signup_stores_it(staff_browse
     )
     assert signed_in.status_code == 200, signed_in.content
     fund(bob, 10_00)
-    paid = client_for(bob).post(
-        "/api/v1/transfers",
-        {"recipient": "alice.new@example.com", "amount": "1.00"},
-        format="json",
-        HTTP_IDEMPOTENCY_KEY="by-email",
+
+    def pay(key: str):
+        return client_for(bob).post(
+            "/api/v1/transfers",
+            {"recipient": "alice.new@example.com", "amount": "1.00"},
+            format="json",
+            HTTP_IDEMPOTENCY_KEY=key,
+        )
+
+    assert pay("before-verified").status_code == 404  # a new address is unverified
+    [sent] = mail.outbox
+    assert sent.to == ["alice.new@example.com"]
+    token = re.search(r"\?token=(\S+)", sent.body).group(1)
+    verified = client_for().post(
+        "/api/v1/auth/verify-email", {"token": unquote(token)}, format="json"
     )
+    assert verified.status_code == 200, verified.content
+    paid = pay("after-verified")
     assert paid.status_code == 201, paid.content
 
 

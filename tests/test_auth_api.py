@@ -29,7 +29,16 @@ USERS = "/api/v1/users"
 AUDIT = "/api/v1/audit"
 AUDIT_VERIFY = "/api/v1/audit/verify"
 
-USER_KEYS = {"id", "quickpe_id", "email", "first_name", "last_name", "is_staff", "date_joined"}
+USER_KEYS = {
+    "id",
+    "quickpe_id",
+    "email",
+    "email_verified",
+    "first_name",
+    "last_name",
+    "is_staff",
+    "date_joined",
+}
 NEW_PASSWORD = "another-long-passphrase-2"
 
 
@@ -86,6 +95,7 @@ def test_signup_returns_user_and_tokens_and_creates_an_empty_wallet():
         "id": user.pk,
         "quickpe_id": user.quickpe_id,
         "email": "mixed.case@example.com",
+        "email_verified": False,
         "first_name": "New",
         "last_name": "Person",
         "is_staff": False,
@@ -107,6 +117,7 @@ def test_signup_returns_user_and_tokens_and_creates_an_empty_wallet():
         "email": "mi***@example.com",
         "quickpe_id": user.quickpe_id,
         "is_staff": False,
+        "email_verified": False,
     }
 
     # The tokens work straight away, and the wallet is visible through the API.
@@ -443,6 +454,7 @@ def test_me_returns_the_caller(alice):
         "id": alice.pk,
         "quickpe_id": alice.quickpe_id,
         "email": alice.email,
+        "email_verified": True,
         "first_name": "Alice",
         "last_name": "Sharma",
         "is_staff": False,

@@ -6,13 +6,16 @@ statements) on the test database. Skipped, saying why, where Chromium is not ins
 import os
 import shutil
 import uuid
+from urllib.parse import urlencode
 
 import pytest
 
 from analytics.models import Export
+from audit.models import AuditEntry
 from tests.conftest import PASSWORD
 from tests.processes import running_stack
 from wallet.models import Transfer, User
+from wallet.services.emails import verification_token
 
 playwright = pytest.importorskip("playwright.sync_api")
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -80,6 +83,13 @@ def add_money(page, amount: str):
     page.wait_for_url("**/app/")
 
 
+def verify_email(page, user: User):
+    """Open the verification link mailed to ``user`` and press its button."""
+    page.goto(f"/verify-email?{urlencode({'token': verification_token(user)})}")
+    page.get_by_role("button", name="Verify my email").click()
+    playwright.expect(page.get_by_test_id("verified")).to_contain_text(user.email)
+
+
 def test_money_moves_live_between_two_browsers(chromium, stack):
     expect = playwright.expect
     asha, ravi = person(chromium, stack, "Asha"), person(chromium, stack, "Ravi")
@@ -99,6 +109,10 @@ def test_money_moves_live_between_two_browsers(chromium, stack):
     expect(ravi.get_by_test_id("activity-item").first).to_contain_text("Asha Tester", timeout=LIVE)
     expect(ravi.get_by_test_id("activity-item").first).to_contain_text("+₹250.50")
     expect(ravi.get_by_test_id("unread-badge")).to_have_text("1", timeout=LIVE)
+
+    # Asha follows the link mailed to her (made here: the stack keeps its mail), so that Ravi
+    # can ask her by email.
+    verify_email(asha, User.objects.get(first_name="Asha"))
 
     # Ravi asks Asha for money; Asha pays it from her requests page; Ravi's row turns paid.
     ravi.goto("/app/requests")
@@ -176,3 +190,27 @@ def test_a_statement_builds_live_and_downloads_and_a_dropped_stream_resumes(
     )
     expect(meera.get_by_test_id("balance")).to_have_text("₹525.00")
     expect(meera.get_by_test_id("activity-item").first).to_contain_text("+₹25.00")
+
+
+def test_the_unverified_banner_resends_the_link_until_the_email_is_verified(chromium, tmp_path):
+    expect = playwright.expect
+    limits = {"QUICKPE_SIGNUP_BONUS": "0", "QUICKPE_EMAIL_VERIFICATION_RATE": "1/h"}
+    with running_stack(tmp_path, **limits) as stack:
+        uma = person(chromium, stack, "Uma")
+        banner = uma.get_by_test_id("verify-banner")
+        expect(banner).to_contain_text("Verify your email")
+        expect(banner).to_contain_text("so people can pay you by email")
+        uma.goto("/app/transactions")  # on every signed-in page
+        banner.get_by_role("button", name="Resend link").click()
+        uma.wait_for_url("**/app/transactions")
+        expect(uma.get_by_test_id("flash")).to_contain_text("We sent a new link to")
+        banner.get_by_role("button", name="Resend link").click()
+        expect(uma.get_by_test_id("flash")).to_contain_text("We sent you a link recently")
+        user = User.objects.get(first_name="Uma")
+        assert AuditEntry.objects.filter(action="user.email_verification_sent").count() == 1
+
+        verify_email(uma, user)
+        uma.goto("/app/")
+        expect(uma.get_by_test_id("balance")).to_be_visible()
+        expect(uma.get_by_test_id("verify-banner")).to_have_count(0)
+        assert User.objects.get(pk=user.pk).email_verified

@@ -15,6 +15,8 @@ from quickpe.asgi import application
 from quickpe.logs import logging_config
 from tests.conftest import PASSWORD, make_user
 from tests.processes import Stack, wait_until
+from wallet.models import User
+from wallet.services.emails import verification_token
 from wallet.services.users import tokens_issue
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -32,6 +34,10 @@ def test_a_transfer_logs_json_lines_with_its_request_id_and_no_secrets(tmp_path)
             )
             assert status == 201, body
             tokens[name] = body
+        # Bob follows his verification link, so he is paid by email below.
+        link = verification_token(User.objects.get(email="bob@example.com"))
+        status, body = stack.request("POST", "/api/v1/auth/verify-email", {"token": link})
+        assert status == 200, body
         access = tokens["alice"]["access"]
         status, _ = stack.request(
             "POST", "/api/v1/auth/signin", {"email": "alice@example.com", "password": PASSWORD}
@@ -110,6 +116,7 @@ def test_a_transfer_logs_json_lines_with_its_request_id_and_no_secrets(tmp_path)
         tokens["bob"]["refresh"],
         "alice@example.com",
         "bob@example.com",
+        link,
         "secret-key-1",
         "secret-key-2",
         "secret-key-3",

@@ -88,6 +88,14 @@ def test_only_active_users_are_found_as_payees(alice, bob):
     assert fetch_models(User, statements.ACTIVE_USER_BY_QUICKPE_ID, [bob.quickpe_id]) == []
 
 
+def test_by_email_only_a_verified_address_finds_its_payee(alice):
+    alice.email_verified = False
+    alice.save(update_fields=["email_verified"])
+    assert fetch_models(User, statements.ACTIVE_USER_BY_EMAIL, [alice.email]) == []
+    found = fetch_models(User, statements.ACTIVE_USER_BY_QUICKPE_ID, [alice.quickpe_id])
+    assert [user.pk for user in found] == [alice.pk]
+
+
 @pytest.mark.django_db(transaction=True)
 def test_wallets_lock_in_key_order_without_blocking_lines_that_reference_them():
     alice, bob = make_user("Alice"), make_user("Bob")

@@ -16,7 +16,7 @@ from django import forms
 from django.contrib import admin
 from django.contrib.admin.forms import AdminAuthenticationForm
 from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
-from django.contrib.auth.forms import AdminPasswordChangeForm
+from django.contrib.auth.forms import AdminPasswordChangeForm, AdminUserCreationForm
 from django.contrib.auth.forms import UserChangeForm as DjangoUserChangeForm
 from django.contrib.auth.views import INTERNAL_RESET_SESSION_TOKEN, PasswordResetConfirmView
 from django.core.exceptions import ValidationError
@@ -46,6 +46,7 @@ from wallet.models import (
     Wallet,
 )
 from wallet.services import support
+from wallet.services.emails import EmailConfusable, email_check
 from wallet.services.users import (
     ADMIN_EDITABLE,
     EmailTaken,
@@ -104,15 +105,35 @@ class PasswordSetForm(AdminPasswordChangeForm):
         )
 
 
-class UserChangeForm(DjangoUserChangeForm):
-    """The admin's account form: the email is compared as sign-up stores it (normalised), so
-    a change that differs from another account's only in case is refused on the form."""
+class EmailRules:
+    """The email of the admin's account forms obeys sign-up's rules: compared as sign-up
+    stores it (normalised), so one that differs from another account's only in case is
+    refused on the form, and never one that passes for another address."""
 
     def clean_email(self):
         email = normalize_email(self.cleaned_data["email"])
+        try:
+            if email != self.instance.email:  # an address set before these rules may stay
+                email_check(email)
+        except EmailConfusable as error:
+            raise forms.ValidationError(error.detail, code=error.code) from None
         if User.objects.filter(email=email).exclude(pk=self.instance.pk).exists():
             raise forms.ValidationError(EmailTaken.default_detail, code=EmailTaken.code)
         return email
+
+
+class UserChangeForm(EmailRules, DjangoUserChangeForm):
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        if "email" in self.fields:  # a read-only page (no change permission) has no fields
+            self.fields["email"].help_text = (
+                "A new address is unverified (found by QuickPe ID only) until its owner "
+                "follows the link mailed to it when you save."
+            )
+
+
+class UserAddForm(EmailRules, AdminUserCreationForm):
+    pass
 
 
 def _activity_links(user: User) -> str:
@@ -138,22 +159,36 @@ class UserAdmin(StaffAdmin, DjangoUserAdmin):
         "quickpe_id",
         "email",
         "full_name",
+        "email_verified",
         "is_active",
         "is_staff",
         "date_joined",
         "wallet_link",
     ]
-    list_filter = ["is_active", "is_staff"]
+    list_filter = ["is_active", "is_staff", "email_verified"]
     list_select_related = ["wallet"]
     search_user_fields = ("pk",)
     search_help_text = "An exact email address or QuickPe ID (QP...)."
     date_hierarchy = "date_joined"
     change_password_form = PasswordSetForm
     form = UserChangeForm
-    # is_active changes only through the deactivate/reactivate actions, which ask for a reason.
-    readonly_fields = ["quickpe_id", "is_active", "date_joined", "last_login", "activity"]
+    add_form = UserAddForm
+    # is_active changes only through the deactivate/reactivate actions, which ask for a reason;
+    # an email is verified only by its owner following the link mailed to it.
+    readonly_fields = [
+        "quickpe_id",
+        "email_verified",
+        "email_verified_at",
+        "is_active",
+        "date_joined",
+        "last_login",
+        "activity",
+    ]
     fieldsets = [
-        (None, {"fields": ["quickpe_id", "email", "password"]}),
+        (
+            None,
+            {"fields": ["quickpe_id", "email", "email_verified", "email_verified_at", "password"]},
+        ),
         ("Profile", {"fields": ["first_name", "last_name"]}),
         ("Access", {"fields": ["is_active", "is_staff", "is_superuser", "groups"]}),
         ("Dates", {"fields": ["date_joined", "last_login"]}),

@@ -39,6 +39,11 @@ class UserManager(BaseUserManager):
 
 class User(AbstractBaseUser, PermissionsMixin):
     email = models.EmailField(max_length=254, unique=True)
+    # Whether the owner followed the link mailed to ``email`` (wallet.services.emails); until
+    # then nobody finds the account by its email, only by its QuickPe ID. A changed email is
+    # unverified again.
+    email_verified = models.BooleanField(default=False)
+    email_verified_at = models.DateTimeField(null=True, blank=True)
     quickpe_id = models.CharField(max_length=10, unique=True, editable=False)
     first_name = models.CharField(max_length=150)
     last_name = models.CharField(max_length=150, blank=True)
@@ -64,6 +69,12 @@ class User(AbstractBaseUser, PermissionsMixin):
             ),
             models.Index(
                 fields=["id"], condition=models.Q(is_active=False), name="wallet_user_inactive"
+            ),
+            # The admin's "email verified: no" filter, once most accounts are verified.
+            models.Index(
+                fields=["id"],
+                condition=models.Q(email_verified=False),
+                name="wallet_user_unverified",
             ),
         ]
         constraints = [

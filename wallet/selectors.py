@@ -10,10 +10,13 @@ SEARCH_LIMIT = 20
 
 
 def users_search(*, query: str, exclude: User) -> list[User]:
-    """Active customers matching a name, a QuickPe ID or an exact email; never ``exclude`` (the
-    caller) and never staff accounts (whom customers have no reason to find or pay)."""
+    """Active customers matching a name, a QuickPe ID or an exact verified email (an address
+    nobody proved finds no one); never ``exclude`` (the caller) and never staff accounts (whom
+    customers have no reason to find or pay)."""
     matches = (
-        Q(full_name__icontains=query) | Q(quickpe_id__istartswith=query) | Q(email=query.lower())
+        Q(full_name__icontains=query)
+        | Q(quickpe_id__istartswith=query)
+        | Q(email=query.lower(), email_verified=True)
     )
     return list(
         User.objects.filter(is_active=True, is_staff=False)

@@ -1,9 +1,10 @@
-"""Dashboard pages of the wallet: sign up, sign in and out, home, transactions, money requests
-and settings. Each view parses a form with the API's own serializer, calls one service and
-renders; the rules live in the services (quickpe/dashboard.py and wallet/money_forms.py adapt
-forms to them)."""
+"""Dashboard pages of the wallet: sign up, sign in and out, email verification, home,
+transactions, money requests and settings. Each view parses a form with the API's own
+serializer, calls one service and renders; the rules live in the services
+(quickpe/dashboard.py and wallet/money_forms.py adapt forms to them)."""
 
 import contextlib
+import math
 
 from django.contrib import messages
 from django.contrib.auth import logout, update_session_auth_hash
@@ -19,6 +20,7 @@ from quickpe.errors import QuickPeError
 from quickpe.formats import mask_email
 from quickpe.money import format_inr
 from quickpe.throttling import (
+    EmailVerificationThrottle,
     MoneyRateThrottle,
     PasswordCheckThrottle,
     SearchRateThrottle,
@@ -30,6 +32,7 @@ from quickpe.throttling import (
 from wallet import selectors
 from wallet.api.filters import TransactionFilter
 from wallet.api.serializers import (
+    EmailVerifySerializer,
     MoneyRequestCreateSerializer,
     MovementRequestSerializer,
     PasswordChangeSerializer,
@@ -40,7 +43,7 @@ from wallet.api.serializers import (
 )
 from wallet.models import Wallet
 from wallet.money_forms import money_post, new_key
-from wallet.services import money, requests, sessions, users
+from wallet.services import emails, money, requests, sessions, users
 from wallet.services.posting import Posting
 
 RECENT = 8
@@ -120,6 +123,50 @@ def signout(request):
         messages.info(request, "You are signed out.")
         return redirect("/signin")
     return render(request, "dashboard/signout.html")
+
+
+def email_verify_page(request):
+    """Where a verification link leads, signed in or not (the token is the proof). Opening it
+    changes nothing, since mail scanners open links too: its button posts the token, and that
+    verifies the address."""
+    if request.method != "POST":
+        context = {"token": request.GET.get("token", "")}
+        return render(request, "dashboard/verify_email.html", context)
+    form = EmailVerifySerializer(data=request.POST)
+    try:
+        if not form.is_valid():
+            raise emails.InvalidVerificationToken()
+        user = emails.email_verify(token=form.validated_data["token"], request=request)
+    except QuickPeError as error:
+        context = {"error": error.detail}
+        return render(request, "dashboard/verify_email.html", context, status=400)
+    return render(request, "dashboard/verify_email.html", {"verified": user})
+
+
+@require_POST
+@signed_in
+def email_verification_resend(request):
+    """The unverified banner's "Resend link" (every signed-in page shows it until the address
+    is verified): the API's service and rate limit, then back to the page it was pressed on."""
+    back = request.POST.get("next", "")
+    if not back.startswith("/app/"):  # never redirect off-site
+        back = "/app/"
+    wait = throttled(request, EmailVerificationThrottle)
+    if wait is not None:
+        messages.error(
+            request,
+            f"We sent you a link recently. Check your inbox and spam folder, or try again in "
+            f"{math.ceil(wait / 60)} min.",
+        )
+        return redirect(back)
+    try:
+        emails.email_verification_send(user=request.user, request=request)
+        messages.success(
+            request, f"We sent a new link to {request.user.email}. Open it to verify your email."
+        )
+    except QuickPeError as error:
+        messages.info(request, error.detail)
+    return redirect(back)
 
 
 def _home_context(request, errors=None, values=None) -> dict:

@@ -1,4 +1,5 @@
-"""Accounts API: sign-up, sign-in, token refresh and sign-out, profile, password, user search."""
+"""Accounts API: sign-up, sign-in, token refresh and sign-out, email verification, profile,
+password, user search."""
 
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import status
@@ -11,6 +12,7 @@ from rest_framework_simplejwt.tokens import RefreshToken
 
 from quickpe.authentication import SESSION_CLAIM
 from quickpe.throttling import (
+    EmailVerificationThrottle,
     PasswordCheckThrottle,
     SearchRateThrottle,
     SigninAccountThrottle,
@@ -22,6 +24,7 @@ from wallet import selectors
 from wallet.api.serializers import (
     AuthResultSerializer,
     DeviceSessionSerializer,
+    EmailVerifySerializer,
     PasswordChangeSerializer,
     ProfileUpdateSerializer,
     RefreshSerializer,
@@ -32,7 +35,7 @@ from wallet.api.serializers import (
     UserSearchResultSerializer,
     UserSerializer,
 )
-from wallet.services import sessions, users
+from wallet.services import emails, sessions, users
 
 
 def _auth_result(user, tokens) -> dict:
@@ -45,7 +48,21 @@ class SignupView(APIView):
     throttle_classes = [SignupIPThrottle]
     problem_responses = {"409": "`email_taken`: an account with this email exists"}
 
-    @extend_schema(request=SignupSerializer, responses={201: AuthResultSerializer}, tags=["auth"])
+    problem_responses = {
+        "400": "Invalid input (`validation_error`); a weak password (`weak_password`); an "
+        "address that mixes scripts or passes for another (`email_confusable`)",
+        "409": "`email_taken`: an account with this email exists",
+    }
+
+    @extend_schema(
+        request=SignupSerializer,
+        responses={201: AuthResultSerializer},
+        tags=["auth"],
+        description="Creates the account and mails a one-time link to verify the address "
+        "(valid QUICKPE_EMAIL_VERIFICATION_HOURS, 24 h). Until it is followed, `email_verified` "
+        "is false and nobody finds the account by email (transfers, money requests, search): "
+        "only by QuickPe ID.",
+    )
     def post(self, request):
         serializer = SignupSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
@@ -117,6 +134,45 @@ class SignoutView(APIView):
             refresh=_refresh_token(payload.validated_data["refresh"]), request=request
         )
         return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class EmailVerifyView(APIView):
+    permission_classes = [AllowAny]
+    authentication_classes = []  # the token is the proof: the link may open on any device
+    problem_responses = {
+        "400": "`invalid_token`: the link is tampered, expired, already used, or for an "
+        "address the account no longer has (nothing changed); `validation_error`: no token",
+    }
+
+    @extend_schema(
+        request=EmailVerifySerializer,
+        responses={200: UserSerializer},
+        tags=["auth"],
+        description="Verifies the address a link was mailed to, with the link's `token`: "
+        "from now on the account is found by email too. Each link works once.",
+    )
+    def post(self, request):
+        payload = EmailVerifySerializer(data=request.data)
+        payload.is_valid(raise_exception=True)
+        user = emails.email_verify(token=payload.validated_data["token"], request=request)
+        return Response(UserSerializer(user).data)
+
+
+class EmailVerificationView(APIView):
+    throttle_classes = [EmailVerificationThrottle]
+    problem_responses = {"409": "`already_verified`: the address is verified already"}
+
+    @extend_schema(
+        request=None,
+        responses={202: None},
+        tags=["users"],
+        description="Mails a new one-time link to verify your address (earlier links keep "
+        "working until they expire or one is used). 429 `rate_limited` past "
+        "QUICKPE_EMAIL_VERIFICATION_RATE (3/h).",
+    )
+    def post(self, request):
+        emails.email_verification_send(user=request.user, request=request)
+        return Response(status=status.HTTP_202_ACCEPTED)
 
 
 class MeView(APIView):

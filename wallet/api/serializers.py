@@ -11,10 +11,31 @@ from wallet.models import Category, LedgerEntry, MoneyRequest, Transfer, User, W
 
 
 class UserSerializer(serializers.ModelSerializer):
+    email_verified = serializers.BooleanField(
+        read_only=True,
+        help_text="Whether the owner followed the link mailed to `email`. Until then nobody "
+        "finds this account by email, only by QuickPe ID.",
+    )
+
     class Meta:
         model = User
-        fields = ["id", "quickpe_id", "email", "first_name", "last_name", "is_staff", "date_joined"]
+        fields = [
+            "id",
+            "quickpe_id",
+            "email",
+            "email_verified",
+            "first_name",
+            "last_name",
+            "is_staff",
+            "date_joined",
+        ]
         read_only_fields = ["id", "quickpe_id", "email", "is_staff", "date_joined"]
+
+
+class EmailVerifySerializer(serializers.Serializer):
+    token = serializers.CharField(
+        max_length=512, help_text="The `token` query parameter of the link that was mailed."
+    )
 
 
 class ProfileUpdateSerializer(serializers.Serializer):

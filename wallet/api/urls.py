@@ -7,7 +7,13 @@ urlpatterns = [
     path("auth/signin", auth.SigninView.as_view(), name="signin"),
     path("auth/refresh", auth.RefreshView.as_view(), name="refresh"),
     path("auth/signout", auth.SignoutView.as_view(), name="signout"),
+    path("auth/verify-email", auth.EmailVerifyView.as_view(), name="email-verify"),
     path("me", auth.MeView.as_view(), name="me"),
+    path(
+        "me/email/verification",
+        auth.EmailVerificationView.as_view(),
+        name="email-verification",
+    ),
     path("me/password", auth.PasswordView.as_view(), name="password"),
     path("me/sessions", auth.SessionListView.as_view(), name="session-list"),
     path("me/sessions/<int:pk>", auth.SessionDetailView.as_view(), name="session-detail"),

@@ -163,7 +163,8 @@ def signup_bonus_credit(*, user: User) -> Posting | None:
 
 
 def active_user_find(*, identifier: str) -> User | None:
-    """A QuickPe ID (any case) or an email address -> that active user, or None."""
+    """A QuickPe ID (any case) or a verified email address -> that active user, or None: an
+    address its owner has not verified finds no one, exactly as an unknown one."""
     identifier = identifier.strip()
     if "@" in identifier:
         found = fetch_models(User, statements.ACTIVE_USER_BY_EMAIL, [identifier.lower()])

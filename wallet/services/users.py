@@ -5,6 +5,7 @@ from django.contrib.auth import authenticate
 from django.contrib.auth.password_validation import validate_password
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import IntegrityError, transaction
+from django.utils import timezone
 from rest_framework_simplejwt.tokens import RefreshToken
 
 from audit.services import audit_append
@@ -16,6 +17,7 @@ from wallet.locks import user_lock
 from wallet.models import User, Wallet
 from wallet.references import new_quickpe_id
 from wallet.services import sessions
+from wallet.services.emails import email_check, verification_mail_on_commit
 
 
 def _audit(*, events: dict | None = None, **entry):
@@ -67,14 +69,21 @@ def user_create(
     last_name: str = "",
     is_staff: bool = False,
     is_superuser: bool = False,
+    email_verified: bool = False,
     request=None,
 ) -> User:
-    """Create a user, their wallet (balance 0) and the audit entry, in one transaction.
+    """Create a user, their wallet (balance 0) and the audit entry, in one transaction, and
+    mail a link to verify the address once it commits (built from ``request``'s host: without
+    a request no link goes out). ``email_verified`` creates the account verified, for data
+    whose addresses are known (demo accounts, tests); sign-ups never pass it.
 
-    The QuickPe ID is random; on the rare collision the insert is retried with a new one
-    inside a savepoint. The optional signup bonus is an ordinary audited deposit.
+    Keeps: one account per address (``EmailTaken``), no address that passes for another
+    (``EmailConfusable``). The QuickPe ID is random; on the rare collision the insert is
+    retried with a new one inside a savepoint. The optional signup bonus is an ordinary
+    audited deposit.
     """
     email = normalize_email(email)
+    email_check(email)
     if User.objects.filter(email=email).exists():
         raise EmailTaken()
     user = User(
@@ -83,6 +92,8 @@ def user_create(
         last_name=last_name,
         is_staff=is_staff,
         is_superuser=is_superuser,
+        email_verified=email_verified,
+        email_verified_at=timezone.now() if email_verified else None,
     )
     if password:
         password_check(password, user=user, field="password")
@@ -106,9 +117,16 @@ def user_create(
         action="user.signup",
         entity_type="user",
         entity_id=user.pk,
-        data={"email": email, "quickpe_id": user.quickpe_id, "is_staff": is_staff},
+        data={
+            "email": email,
+            "quickpe_id": user.quickpe_id,
+            "is_staff": is_staff,
+            "email_verified": email_verified,
+        },
         request=request,
     )
+    if not email_verified:
+        verification_mail_on_commit(user, request=request)
     if settings.QUICKPE_SIGNUP_BONUS:
         from wallet.tasks import signup_bonus_credit  # tasks import services
 
@@ -324,15 +342,21 @@ def user_admin_change(
     """Save what support staff changed on an account in the admin (``changes``: field ->
     new value, of ``ADMIN_EDITABLE``), with the email normalised as at sign-up (else the
     customer could neither sign in nor be paid by email), and audit it; ``also_changed``
-    names what the admin saves itself (groups), recorded without values. Keeps: one account
-    per email (``EmailTaken``). Locks: the user row, the actor's audit chain head."""
+    names what the admin saves itself (groups), recorded without values. A new email is
+    unverified until its owner follows the link mailed to it once this commits. Keeps: one
+    account per email (``EmailTaken``), no email that passes for another
+    (``EmailConfusable``). Locks: the user row, the actor's audit chain head."""
     unknown = set(changes) - set(ADMIN_EDITABLE)
     assert not unknown, f"not editable in the admin: {sorted(unknown)}"
     locked = user_lock(user=user)
     if "email" in changes:
         changes = {**changes, "email": normalize_email(changes["email"])}
-        if User.objects.filter(email=changes["email"]).exclude(pk=locked.pk).exists():
-            raise EmailTaken.on_field("email")
+        if changes["email"] != locked.email:
+            email_check(changes["email"])
+            if User.objects.filter(email=changes["email"]).exclude(pk=locked.pk).exists():
+                raise EmailTaken.on_field("email")
+            # Nobody has shown they read the new address: found by QuickPe ID only until then.
+            changes = {**changes, "email_verified": False, "email_verified_at": None}
     changed = sorted(field for field, value in changes.items() if getattr(locked, field) != value)
     if not changed and not also_changed:
         return locked
@@ -351,6 +375,8 @@ def user_admin_change(
         },
         request=request,
     )
+    if "email" in changed:
+        verification_mail_on_commit(locked, request=request)
     return locked
 
 

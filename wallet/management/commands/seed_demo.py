@@ -1,10 +1,12 @@
-"""Idempotent demo data for ``make run``: a few people with some history, and a staff user."""
+"""Idempotent demo data for ``make run``: a few people with some history, and a staff user.
+Their emails are verified, so the demo can pay them by email at once."""
 
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
 
 from wallet.models import User
+from wallet.services.emails import email_verify, verification_token
 from wallet.services.money import deposit_create, transfer_create, withdrawal_create
 from wallet.services.requests import money_request_create, money_request_decline
 from wallet.services.users import user_create
@@ -16,6 +18,7 @@ PEOPLE = [
     ("meera@demo.quickpe.test", "Meera", "Iyer"),
 ]
 STAFF = ("support@demo.quickpe.test", "Sam", "Support")
+DEMO_EMAILS = [email for email, _first, _last in [*PEOPLE, STAFF]]
 
 
 class Command(BaseCommand):
@@ -32,6 +35,9 @@ class Command(BaseCommand):
             with transaction.atomic():
                 self._create()
             self._requests()  # each request is its own (durable) transaction
+        # Demo data seeded before emails were verified: verify it as its owners would.
+        for user in User.objects.filter(email__in=DEMO_EMAILS, email_verified=False):
+            email_verify(token=verification_token(user))
         lines = [f"Demo sign-ins (password for all: {DEMO_PASSWORD}):"]
         for email, first, _last in PEOPLE:
             user = User.objects.get(email=email)
@@ -41,7 +47,13 @@ class Command(BaseCommand):
 
     def _create(self):
         asha, ravi, meera = (
-            user_create(email=email, password=DEMO_PASSWORD, first_name=first, last_name=last)
+            user_create(
+                email=email,
+                password=DEMO_PASSWORD,
+                first_name=first,
+                last_name=last,
+                email_verified=True,
+            )
             for email, first, last in PEOPLE
         )
         user_create(
@@ -51,6 +63,7 @@ class Command(BaseCommand):
             last_name=STAFF[2],
             is_staff=True,
             is_superuser=True,
+            email_verified=True,
         )
         deposit_create(user=asha, amount=25_000_00, description="Salary top-up")
         deposit_create(user=ravi, amount=8_000_00)
