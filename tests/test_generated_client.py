@@ -18,6 +18,8 @@ from django.contrib.auth.models import Permission
 
 from tests.conftest import make_user
 from tests.processes import BASE_DIR, running_stack, wait_until
+from wallet.models import User
+from wallet.services.emails import verification_token
 from wallet.services.users import tokens_issue
 
 GENERATOR = Path(BASE_DIR, ".venv", "bin", "openapi-python-client")
@@ -138,6 +140,16 @@ def _run_everything(api, models, anonymous, base):  # noqa: PLR0915 - one story,
         body=models.SigninRequest(email=email, password=password),
     )
     me = api.client(base, created.access)
+
+    # Email verification: a new link, a bad token, the real one (as the mailed link carries).
+    assert not created.user.email_verified
+    api("v1_me_email_verification_create", me, 202)
+    bad = models.EmailVerifyRequest(token="not-a-token")
+    assert api("v1_auth_verify_email_create", anonymous, 400, body=bad).code == "invalid_token"
+    token = verification_token(User.objects.get(email=email))
+    good = models.EmailVerifyRequest(token=token)
+    assert api("v1_auth_verify_email_create", anonymous, 200, body=good).email_verified
+    assert api("v1_me_email_verification_create", me, 409).code == "already_verified"
 
     # Profile, devices, search.
     assert api("v1_me_retrieve", me, 200).quickpe_id == created.user.quickpe_id

@@ -33,7 +33,7 @@ class UserSerializer(serializers.ModelSerializer):
 
 
 class EmailVerifySerializer(serializers.Serializer):
-    token = serializers.CharField(
+    token = Text(
         max_length=512, help_text="The `token` query parameter of the link that was mailed."
     )
 
