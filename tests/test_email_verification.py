@@ -30,6 +30,7 @@ from tests.conftest import (
 )
 from tests.processes import free_port
 from tests.test_admin import change_form, staff_in
+from tests.test_auth_api import USER_KEYS
 from tests.test_dashboard import browser_for
 from wallet.management.commands.seed_demo import DEMO_EMAILS
 from wallet.models import User
@@ -155,16 +156,7 @@ def test_the_api_verifies_with_the_token_and_answers_the_user(unverified):
     assert response.status_code == 200, response.content
     body = response.json()
     assert body["id"] == unverified.pk and body["email_verified"] is True
-    assert set(body) == {
-        "id",
-        "quickpe_id",
-        "email",
-        "email_verified",
-        "first_name",
-        "last_name",
-        "is_staff",
-        "date_joined",
-    }
+    assert set(body) == USER_KEYS
     assert AuditEntry.objects.count() == before + 1
     entry = AuditEntry.objects.order_by("-seq").first()
     assert (entry.action, entry.actor_id) == ("user.email_verified", unverified.pk)
