@@ -30,8 +30,8 @@ PROBLEM = inline_serializer(
 
 class ProblemAutoSchema(AutoSchema):
     """Adds the problem+json responses an operation can give: the common ones (400, 401 for
-    authenticated views, 404 for paths with an id, 429 for throttled views) plus whatever the
-    view declares in ``problem_responses`` (status -> description)."""
+    authenticated views, 404 for paths with an id, 429 for throttled views, 503 for all) plus
+    whatever the view declares in ``problem_responses`` (status -> description)."""
 
     def _get_response_bodies(self, direction="response"):
         responses = super()._get_response_bodies(direction)
@@ -47,6 +47,11 @@ class ProblemAutoSchema(AutoSchema):
         if getattr(self.view, "throttle_classes", None):
             errors["429"] = "Rate limited (`rate_limited`); see the Retry-After header"
         errors.update(getattr(self.view, "problem_responses", {}))
+        # Any operation reads or writes PostgreSQL, so any may meet a lock timeout or an outage.
+        errors["503"] = (
+            "Retry after the Retry-After header: `busy` (a lock or statement timeout; nothing "
+            "changed) or `unavailable` (the database cannot be reached right now)"
+        )
         for status, description in errors.items():
             if status in responses:
                 continue

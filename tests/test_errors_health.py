@@ -409,6 +409,11 @@ def test_openapi_schema_is_served():
         "/api/v1/audit/verify",
     ]:
         assert path in schema["paths"], path
+    # Every operation may meet a lock timeout or a database outage, and says so.
+    for path, operations in schema["paths"].items():
+        for method, operation in operations.items():
+            busy = operation["responses"]["503"]
+            assert "application/problem+json" in busy["content"], (method, path)
 
 
 @pytest.mark.django_db
