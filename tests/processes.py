@@ -358,7 +358,7 @@ class Stack:
                 return response.status, json.loads(response.read() or b"null"), response.headers
         except urllib.error.HTTPError as error:
             return error.code, json.loads(error.read() or b"null"), error.headers
-        except (urllib.error.URLError, ConnectionError):
+        except (urllib.error.URLError, ConnectionError, TimeoutError):  # no answer
             return 0, None, {}
 
     def get(self, path: str, token=None):
