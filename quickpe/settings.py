@@ -322,7 +322,9 @@ QUICKPE_MONEY_REQUEST_DAYS = env_int("QUICKPE_MONEY_REQUEST_DAYS", 7, minimum=1)
 QUICKPE_EXPORT_RATE = env_rate("QUICKPE_EXPORT_RATE", "10/h")
 QUICKPE_EXPORT_RETENTION_DAYS = env_int("QUICKPE_EXPORT_RETENTION_DAYS", 7, minimum=1)
 # A running export whose worker has not reported for this long is handed to another worker.
-QUICKPE_EXPORT_STALE_SECONDS = env_int("QUICKPE_EXPORT_STALE_SECONDS", 120, minimum=1)
+# Workers report every second while they build (analytics.tasks), so ten missed reports mean
+# the worker is gone: a killed worker's export starts again within seconds.
+QUICKPE_EXPORT_STALE_SECONDS = env_int("QUICKPE_EXPORT_STALE_SECONDS", 10, minimum=1)
 # A statement of several years reads its ledger through one server-side cursor, for minutes.
 QUICKPE_EXPORT_STATEMENT_TIMEOUT_MS = env_int("QUICKPE_EXPORT_STATEMENT_TIMEOUT_MS", 600_000)
 # A PDF's memory grows a little with its pages (reportlab's bookkeeping per page): past this
