@@ -356,15 +356,21 @@ class _SpilledStream(pdfdoc.PDFStream):
 
 class _ObjectsToFile(pdfdoc.PDFFile):
     """reportlab's output collector, writing each object to ``target`` as soon as it is
-    formatted rather than keeping them all to join at the end."""
+    formatted rather than keeping them all to join at the end, and calling ``written`` after
+    each: writing a long statement takes seconds, and the build's heartbeat must go on."""
 
     target = None  # the file being written; set by _save_straight_to
+    written = None  # called after each object
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)  # adds the header to self.strings
         header, self.strings = b"".join(self.strings), []
-        self.write = self.target.write
+        self.write = self._write
         self.write(header)
+
+    def _write(self, data: bytes) -> None:
+        self.target.write(data)
+        self.written()
 
     def format(self, document) -> bytes:
         return b""  # everything is in the file already
@@ -375,14 +381,15 @@ class _ObjectsToFile(pdfdoc.PDFFile):
 _SAVING = threading.Lock()
 
 
-def _save_straight_to(pdf: canvas.Canvas, out) -> None:
+def _save_straight_to(pdf: canvas.Canvas, out, written: Callable[[], None]) -> None:
     with _SAVING:
         collector, pdfdoc.PDFFile = pdfdoc.PDFFile, _ObjectsToFile
-        _ObjectsToFile.target = out
+        _ObjectsToFile.target, _ObjectsToFile.written = out, staticmethod(written)
         try:
             pdf.save()  # writes b"" at the end: the collector wrote the rest
         finally:
-            pdfdoc.PDFFile, _ObjectsToFile.target = collector, None
+            pdfdoc.PDFFile = collector
+            _ObjectsToFile.target = _ObjectsToFile.written = None
 
 
 class _PdfWriter:
@@ -490,7 +497,8 @@ class _PdfWriter:
         self.canvas.setFont(FONT, 7)
         self.canvas.drawString(PAGE_ANCHOR + stringWidth(" of ", FONT, 7), FOOTER_Y, str(self.page))
         self.canvas.endForm()
-        _save_straight_to(self.canvas, self.out)
+        # Writing the file reports the same count again: the heartbeat, not progress.
+        _save_straight_to(self.canvas, self.out, lambda: tick(count))
         return count
 
 

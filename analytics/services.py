@@ -36,6 +36,15 @@ _CLAIM = """
     )
     RETURNING attempt
 """
+# For a job the claim did not take: how long until its worker's silence makes it claimable,
+# by the database's clock, as the claim measures it.
+_STALE_IN = """
+    SELECT GREATEST(0, EXTRACT(EPOCH FROM heartbeat_at + make_interval(secs => %s) - now()))
+    FROM analytics_export WHERE id = %s AND status = 'running'
+"""
+# A queued job whose task has not started after this long probably lost it (say, Redis was
+# down when it was queued). Longer than the stale limit: a task may wait its turn behind others.
+QUEUED_GRACE = timedelta(minutes=2)
 
 
 class NotReady(QuickPeError):
@@ -45,6 +54,16 @@ class NotReady(QuickPeError):
 
 class Superseded(Exception):
     """This worker's attempt is no longer the current one (another worker took the job)."""
+
+
+class StillRunning(Exception):
+    """The job is running and its worker reported less than QUICKPE_EXPORT_STALE_SECONDS ago:
+    that worker is alive, or was killed a moment ago. Its heartbeat tells which: look again in
+    ``seconds``, when the job can be claimed if it has gone silent."""
+
+    def __init__(self, export_id: int, seconds: float):
+        super().__init__(export_id, seconds)
+        self.seconds = seconds
 
 
 def exports_storage():
@@ -105,12 +124,19 @@ def audit_log_export_create(*, actor, format: str, period_start, period_end, req
 @unit_of_work
 def export_claim(*, export_id: int) -> Export | None:
     """Take the job for this worker: queued, or running with no word from its worker for
-    QUICKPE_EXPORT_STALE_SECONDS. None when it is not ours to build (done, failed, or alive
-    elsewhere): a redelivered or duplicate task then does nothing."""
+    QUICKPE_EXPORT_STALE_SECONDS. None when there is nothing to build (done, failed, gone).
+    Raises StillRunning when another worker reported on it recently: a duplicate task, or
+    the redelivery of one whose worker was just killed."""
+    stale_seconds = settings.QUICKPE_EXPORT_STALE_SECONDS
     with connection.cursor() as cursor:
-        cursor.execute(_CLAIM, [export_id, settings.QUICKPE_EXPORT_STALE_SECONDS])
+        cursor.execute(_CLAIM, [export_id, stale_seconds])
         claimed = cursor.fetchone()
+        if claimed is None:
+            cursor.execute(_STALE_IN, [stale_seconds, export_id])
+            running = cursor.fetchone()
     if claimed is None:
+        if running is not None:
+            raise StillRunning(export_id, float(running[0]))
         return None
     export = Export.objects.select_related("user").get(pk=export_id)
     _announce(export)
@@ -130,10 +156,14 @@ def _update_current(export: Export, **fields) -> None:
 
 @unit_of_work
 def export_progress(*, export: Export, done: int, total: int) -> None:
-    """Report progress (also the heartbeat that keeps the job ours). Raises Superseded."""
+    """Report progress, which is also the heartbeat that keeps the job ours; the user hears
+    of it only when it moved (not while the finished rows are written out). Raises
+    Superseded."""
     progress = min(99, done * 100 // total) if total else 0
+    has_moved = (progress, done) != (export.progress, export.rows)
     _update_current(export, progress=progress, rows=done, heartbeat_at=timezone.now())
-    _announce(export)
+    if has_moved:
+        _announce(export)
 
 
 def export_finish(*, export: Export, content, rows: int) -> bool:
@@ -198,16 +228,31 @@ def export_fail(*, export: Export, error: str) -> None:
 def exports_requeue_stale() -> list[int]:
     """Jobs whose worker went silent (killed, lost) go back to the queue with a new task; the
     claim decides which single worker builds each. Returns the ids requeued."""
-    cutoff = timezone.now() - timedelta(seconds=settings.QUICKPE_EXPORT_STALE_SECONDS)
-    silent = Q(status=Export.Status.RUNNING, heartbeat_at__lt=cutoff)
-    # A job still queued long after it was asked for lost its task (say, Redis was down).
-    never_started = Q(status=Export.Status.QUEUED, created_at__lt=cutoff)
-    stale = list(Export.objects.filter(silent | never_started).values_list("pk", flat=True))
+    now = timezone.now()
+    silent = Q(
+        status=Export.Status.RUNNING,
+        heartbeat_at__lt=now - timedelta(seconds=settings.QUICKPE_EXPORT_STALE_SECONDS),
+    )
+    never_started = Q(status=Export.Status.QUEUED, created_at__lt=now - QUEUED_GRACE)
+    return _requeue(Export.objects.filter(silent | never_started))
+
+
+def exports_resume() -> list[int]:
+    """Every unfinished job gets a new task, for a worker that has just started: a whole
+    worker killed mid-build leaves its task with the broker, which hands it out again only
+    after an hour (Redis' visibility timeout). A job still alive elsewhere is left to its
+    worker by the claim. Returns the ids requeued."""
+    unfinished = [Export.Status.QUEUED, Export.Status.RUNNING]
+    return _requeue(Export.objects.filter(status__in=unfinished))
+
+
+def _requeue(exports) -> list[int]:
     from analytics.tasks import export_build
 
-    for export_id in stale:
+    export_ids = list(exports.order_by("pk").values_list("pk", flat=True))
+    for export_id in export_ids:
         export_build.delay(export_id)
-    return stale
+    return export_ids
 
 
 def exports_purge() -> int:

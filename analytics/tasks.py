@@ -3,12 +3,14 @@ import tempfile
 import time
 
 from celery import shared_task
+from celery.signals import worker_ready
 from django.conf import settings
 from django.db import OperationalError
 
 from analytics import documents
 from analytics.models import Export
 from analytics.services import (
+    StillRunning,
     Superseded,
     export_claim,
     export_fail,
@@ -16,6 +18,7 @@ from analytics.services import (
     export_progress,
     exports_purge,
     exports_requeue_stale,
+    exports_resume,
 )
 from quickpe import metrics
 from quickpe.db import statement_timeout
@@ -23,6 +26,10 @@ from quickpe.db import statement_timeout
 logger = logging.getLogger(__name__)
 REPORT_EVERY_SECONDS = 1.0  # progress events (and the heartbeat) at most this often...
 REPORT_EVERY_PERCENT = 5  # ...or at every 5%
+# How many times a task that found its job running looks again, each time just after the
+# running worker's heartbeat would have gone stale: a killed worker's job is claimed at the
+# first look; a live worker keeps reporting, and the copy gives up.
+RUNNING_LOOKS = 3
 
 
 class _Progress:
@@ -42,17 +49,25 @@ class _Progress:
 
 
 @shared_task(
+    bind=True,
     name="analytics.export_build",
     autoretry_for=(OperationalError,),
     retry_backoff=True,
     max_retries=3,
 )
-def export_build(export_id: int) -> str:
+def export_build(self, export_id: int) -> str:
     """Build one export, if this worker can claim it (idempotent: a duplicate or redelivered
-    task finds it done or taken and does nothing)."""
+    task finds it done and does nothing, or running and looks again once the running worker
+    would be silent for QUICKPE_EXPORT_STALE_SECONDS)."""
     # The web's statement limit (30 s) is for requests; a long statement legitimately reads longer.
     with statement_timeout(settings.QUICKPE_EXPORT_STATEMENT_TIMEOUT_MS):
-        return _export_build(export_id)
+        try:
+            return _export_build(export_id)
+        except StillRunning as running:
+            if self.request.retries >= RUNNING_LOOKS:
+                return "running elsewhere"
+            # A second past the moment the claim could take it, so one look is enough.
+            raise self.retry(countdown=running.seconds + 1, max_retries=RUNNING_LOOKS) from None
 
 
 def _export_build(export_id: int) -> str:
@@ -94,6 +109,19 @@ def exports_requeue_stale_task() -> list[int]:
     return exports_requeue_stale()
 
 
+@shared_task(name="analytics.exports_resume")
+def exports_resume_task() -> list[int]:
+    return exports_resume()
+
+
 @shared_task(name="analytics.exports_purge")
 def exports_purge_task() -> int:
     return exports_purge()
+
+
+@worker_ready.connect
+def _resume_exports_when_a_worker_starts(**_):
+    """When a worker starts (after a crash, a kill, a deploy), the exports left unfinished get
+    a task at once rather than at the next minute's requeue of stale ones. Celery's
+    ``worker_ready`` is the one notice a worker gets that it has (re)started."""
+    exports_resume_task.delay()

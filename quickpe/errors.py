@@ -2,23 +2,38 @@
 
 Services raise ``QuickPeError`` subclasses; the DRF exception handler and the Django error
 views below turn every error into the same shape, so clients see one format for everything,
-including 404/405/429/500. Nothing internal (stack traces, SQL, class names) reaches a client.
+including 404/405/429/500 and the two retryable 503s (``busy``, ``unavailable``) a database
+timeout or outage gives. Nothing internal (stack traces, SQL, class names) reaches a client.
 """
 
 import logging
 import math
+import sys
 from http import HTTPStatus
 
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.core.exceptions import RequestDataTooBig
-from django.db import OperationalError
+from django.db import DatabaseError, InterfaceError, OperationalError
 from django.http import Http404, JsonResponse
+from psycopg import OperationalError as PgOperationalError
 from psycopg import errors as pg_errors
 from rest_framework import exceptions as drf
 from rest_framework.response import Response
 
 PROBLEM_CONTENT_TYPE = "application/problem+json"
 _TIMED_OUT = (pg_errors.LockNotAvailable, pg_errors.QueryCanceled)
+# The server is gone or will not take this connection: stopped, crashed, restarting, out of
+# connection slots, or it ended this session (an idle transaction past its limit). A retry
+# after a pause reaches the server again; nothing about the request itself is wrong.
+_SERVER_GONE = (
+    pg_errors.ConnectionException,
+    pg_errors.AdminShutdown,
+    pg_errors.CrashShutdown,
+    pg_errors.CannotConnectNow,
+    pg_errors.TooManyConnections,
+    pg_errors.IdleInTransactionSessionTimeout,
+    pg_errors.IdleSessionTimeout,
+)
 logger = logging.getLogger(__name__)
 
 
@@ -163,23 +178,52 @@ def _validation_detail(errors: list[dict]) -> str:
     return "The request has invalid fields; see errors."
 
 
-def is_timeout(error: Exception) -> bool:
+def is_timeout(error: BaseException | None) -> bool:
     """A database lock or statement timeout: the transaction is rolled back, a retry may work."""
     return isinstance(error, OperationalError) and isinstance(error.__cause__, _TIMED_OUT)
+
+
+def is_unavailable(error: BaseException | None) -> bool:
+    """PostgreSQL could not be reached, or the connection was lost under the request (a
+    restart, a crash, a session the server ended). Errors in what was asked of it (integrity,
+    programming, data) are not: those are bugs and stay 500s."""
+    if isinstance(error, InterfaceError):  # a connection that was already closed
+        return True
+    if not isinstance(error, DatabaseError):
+        return False
+    cause = error.__cause__
+    # libpq's own failures (cannot connect, the server closed the connection) have no SQLSTATE.
+    return isinstance(cause, _SERVER_GONE) or (
+        isinstance(cause, PgOperationalError) and cause.sqlstate is None
+    )
+
+
+def _retryable_problem(error: BaseException | None) -> tuple[str, str, str] | None:
+    """The 503's code, detail and Retry-After for a database failure a client should simply
+    retry, or None."""
+    if is_timeout(error):
+        # A lock or statement timeout (DATABASE_*_TIMEOUT_MS): rolled back, nothing changed.
+        return "busy", "QuickPe is busy; nothing was changed. Please try again.", "1"
+    if is_unavailable(error):
+        # Not "nothing changed": a commit may have reached the server just before the
+        # connection dropped. Retrying with the same Idempotency-Key is safe either way.
+        logger.warning("database unavailable: %s", type(error.__cause__ or error).__name__)
+        detail = (
+            "QuickPe cannot reach its database right now. Please try again in a few seconds; "
+            "a money request retried with the same Idempotency-Key takes effect at most once."
+        )
+        return "unavailable", detail, "5"
+    return None
 
 
 def problem_exception_handler(exc, context):
     """DRF's EXCEPTION_HANDLER: every exception a view raises becomes problem+json."""
     if isinstance(exc, QuickPeError):
         return problem_response(exc.status, exc.code, exc.detail, exc.errors)
-    if is_timeout(exc):
-        # A lock or statement timeout (DATABASE_*_TIMEOUT_MS): rolled back, nothing changed.
-        return problem_response(
-            503,
-            "busy",
-            "QuickPe is busy; nothing was changed. Please try again.",
-            headers={"Retry-After": "1"},
-        )
+    retryable = _retryable_problem(exc)
+    if retryable is not None:
+        code, detail, retry_after = retryable
+        return problem_response(503, code, detail, headers={"Retry-After": retry_after})
     if isinstance(exc, Http404):
         exc = drf.NotFound()
     elif isinstance(exc, DjangoPermissionDenied):
@@ -222,9 +266,12 @@ def problem_exception_handler(exc, context):
     return problem_response(exc.status_code, code, detail, headers=headers)
 
 
-def _json_problem(status: int, code: str, detail: str) -> JsonResponse:
+def _json_problem(status: int, code: str, detail: str, headers=None) -> JsonResponse:
     return JsonResponse(
-        problem_body(status, code, detail), status=status, content_type=PROBLEM_CONTENT_TYPE
+        problem_body(status, code, detail),
+        status=status,
+        content_type=PROBLEM_CONTENT_TYPE,
+        headers=headers,
     )
 
 
@@ -242,4 +289,11 @@ def handler404(request, exception=None):
 
 
 def handler500(request):
+    """Django calls this while it handles an exception nothing else did (a page, the admin, a
+    middleware), so that exception is the one being handled here: a database outage or lock
+    timeout is the same retryable 503 the API gives; anything else is a bug."""
+    retryable = _retryable_problem(sys.exc_info()[1])
+    if retryable is not None:
+        code, detail, retry_after = retryable
+        return _json_problem(503, code, detail, headers={"Retry-After": retry_after})
     return _json_problem(500, "internal_error", "Something went wrong on our side; it is logged.")

@@ -6,7 +6,9 @@ import os
 
 # A request that takes longer than this is a bug or a stuck dependency: the worker is killed
 # and replaced (its transaction is rolled back by PostgreSQL when the connection drops). The
-# database's statement timeout (DATABASE_STATEMENT_TIMEOUT_MS) ends slow queries first.
+# database's limits act first: the statement timeout (DATABASE_STATEMENT_TIMEOUT_MS) ends slow
+# queries, and the idle-transaction timeout (DATABASE_IDLE_TRANSACTION_TIMEOUT_MS, 10 s) frees
+# the rows a frozen worker holds long before this kills it.
 timeout = int(os.environ.get("WEB_TIMEOUT", "30"))
 # SIGTERM: stop accepting, let in-flight requests (and their transactions) finish for this long.
 graceful_timeout = int(os.environ.get("WEB_GRACEFUL_TIMEOUT", "30"))

@@ -32,8 +32,8 @@ PROBLEM = inline_serializer(
 class ProblemAutoSchema(AutoSchema):
     """Adds the problem+json responses an operation can give: the common ones (400; 401 for
     authenticated views; 403 where a permission beyond signing in is needed; 404 for paths with
-    an id; 413 and 415 for operations with a body; 429 for throttled views) plus whatever the
-    view declares in ``problem_responses`` (status -> description)."""
+    an id; 413 and 415 for operations with a body; 429 for throttled views; 503 for all) plus
+    whatever the view declares in ``problem_responses`` (status -> description)."""
 
     def _get_parameters(self):
         # An optional query parameter sent empty (`?status=`, as an HTML form sends an unset
@@ -66,6 +66,11 @@ class ProblemAutoSchema(AutoSchema):
         if self.view.get_throttles():
             errors["429"] = "Rate limited (`rate_limited`); see the Retry-After header"
         errors.update(getattr(self.view, "problem_responses", {}))
+        # Any operation reads or writes PostgreSQL, so any may meet a lock timeout or an outage.
+        errors["503"] = (
+            "Retry after the Retry-After header: `busy` (a lock or statement timeout; nothing "
+            "changed) or `unavailable` (the database cannot be reached right now)"
+        )
         for status, description in errors.items():
             if status in responses:
                 continue

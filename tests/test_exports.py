@@ -12,13 +12,14 @@ from zoneinfo import ZoneInfo
 import pgtrigger
 import pytest
 from django.core.files.storage import storages
+from django.db.models import F
 from pypdf import PdfReader
 from reportlab.pdfbase import pdfdoc
 from reportlab.pdfgen import canvas
 
-from analytics import services
+from analytics import documents, services
 from analytics.models import Export
-from analytics.tasks import export_build
+from analytics.tasks import RUNNING_LOOKS, export_build
 from audit.models import AuditEntry
 from notifications.models import Event, Notification
 from tests.conftest import assert_problem, client_for, fund, make_user, snapshot
@@ -330,12 +331,62 @@ def test_another_users_export_is_404_on_every_endpoint(alice, bob, history):
     assert_problem(client_for(None).get(f"/api/v1/exports/{export.pk}"), 401, "not_authenticated")
 
 
-def test_a_claimed_job_cannot_be_claimed_again_while_its_worker_reports(alice):
+def test_a_claimed_job_cannot_be_claimed_again_while_its_worker_reports(alice, settings):
     export_id = request_export(alice).json()["id"]
     first = services.export_claim(export_id=export_id)
     assert first is not None and first.attempt == 1
-    assert services.export_claim(export_id=export_id) is None
-    assert export_build(export_id) == "not claimed"
+    with pytest.raises(services.StillRunning) as running:
+        services.export_claim(export_id=export_id)
+    # It could be claimed once the worker has been silent for the stale limit, and not before.
+    stale = settings.QUICKPE_EXPORT_STALE_SECONDS
+    assert stale - 1 < running.value.seconds <= stale
+    assert Export.objects.get(pk=export_id).attempt == 1
+
+
+def test_a_task_that_finds_its_job_running_looks_again_a_few_times_then_gives_up(alice):
+    export_id = request_export(alice).json()["id"]
+    services.export_claim(export_id=export_id)
+    # A redelivered task (its worker's pool process was killed) or a duplicate. In a worker
+    # each look waits until the running worker's heartbeat would be stale
+    # (tests/test_exports_worker.py); run eagerly here, the looks follow at once. A worker that
+    # keeps reporting keeps its job, and the copy gives up.
+    assert export_build.apply(args=[export_id]).get() == "running elsewhere"
+    assert Export.objects.get(pk=export_id).attempt == 1
+    # Once the worker has gone silent, a look claims the job.
+    Export.objects.filter(pk=export_id).update(heartbeat_at=F("heartbeat_at") - timedelta(hours=1))
+    assert export_build.apply(args=[export_id], retries=RUNNING_LOOKS - 1).get() == "done"
+    assert Export.objects.get(pk=export_id).attempt == 2
+
+
+def test_a_heartbeat_that_moves_nothing_tells_the_user_nothing(alice):
+    export = services.export_claim(export_id=request_export(alice).json()["id"])
+    updates = Event.objects.filter(user=alice, type="export:update")
+    services.export_progress(export=export, done=5, total=10)
+    announced = updates.count()
+    services.export_progress(export=export, done=5, total=10)
+    assert updates.count() == announced
+    services.export_progress(export=export, done=6, total=10)
+    assert updates.count() == announced + 1
+
+
+def test_writing_a_pdf_out_keeps_the_heartbeat_going(alice, history):
+    export = services.export_claim(export_id=request_export(alice, fmt="pdf").json()["id"])
+    document = documents.document_for(export)
+    counts = []
+    documents.write_pdf(document, io.BytesIO(), counts.append)
+    # Once per line, then again for every object of the file as it is written.
+    assert counts[: document.total_rows] == list(range(1, document.total_rows + 1))
+    assert counts[document.total_rows :].count(document.total_rows) > 10
+
+
+def test_a_starting_worker_requeues_every_unfinished_export(alice, bob):
+    queued = request_export(alice).json()["id"]
+    running = request_export(bob).json()["id"]
+    services.export_claim(export_id=running)
+    done = build(alice).pk
+    assert services.exports_resume() == [queued, running]
+    assert services.exports_requeue_stale() == []  # none is stale yet
+    assert Export.objects.get(pk=done).attempt == 1
 
 
 def test_when_a_silent_workers_job_is_taken_over_only_one_file_is_kept(alice, _export_folder):

@@ -10,6 +10,7 @@ import sys
 import pytest
 from django.db import connection
 
+from quickpe import gunicorn_conf
 from quickpe.db import statement_timeout
 from tests.processes import BASE_DIR
 
@@ -24,8 +25,18 @@ def show(name: str) -> str:
 
 def test_every_connection_has_statement_lock_and_idle_transaction_limits():
     assert show("statement_timeout") == "30s"
-    assert show("lock_timeout") == "10s"
-    assert show("idle_in_transaction_session_timeout") == "1min"
+    assert show("lock_timeout") == "2s"
+    assert show("idle_in_transaction_session_timeout") == "10s"
+
+
+def test_a_frozen_worker_loses_its_locks_well_before_gunicorn_would_kill_it():
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT setting::int FROM pg_settings WHERE name = %s",
+            ["idle_in_transaction_session_timeout"],
+        )
+        idle_milliseconds = cursor.fetchone()[0]
+    assert 0 < idle_milliseconds <= gunicorn_conf.timeout * 1000 / 2
 
 
 def test_a_longer_statement_limit_lasts_only_as_long_as_the_block():
@@ -60,6 +71,6 @@ def settings_options(*argv: str) -> str:
 
 def test_migrate_has_no_statement_limit_but_keeps_the_lock_limit():
     assert settings_options("migrate") == (
-        "-c statement_timeout=0 -c lock_timeout=10000 -c idle_in_transaction_session_timeout=60000"
+        "-c statement_timeout=0 -c lock_timeout=2000 -c idle_in_transaction_session_timeout=10000"
     )
     assert "-c statement_timeout=30000 " in settings_options("runserver")
