@@ -89,8 +89,10 @@ def test_a_worker_killed_mid_build_is_replaced_and_one_file_results(stack, tmp_p
         back = time.monotonic()
         assert Export.objects.get(pk=export_id).status == "running"
         finished = export_updates(socket, lambda export: export["status"] == "done")
-        # The stale limit (10 s, ten missed heartbeats) and a few seconds' build.
-        assert time.monotonic() - back < 20
+        # The stale limit (10 s, ten missed heartbeats) and a few seconds' build: about 15 s on
+        # an idle machine. The bound leaves room for a busy CI host and still fails the old
+        # recovery, which waited out a two-minute stale window.
+        assert time.monotonic() - back < 60
 
     export = Export.objects.get(pk=export_id)
     assert export.attempt == 2
