@@ -10,7 +10,7 @@ import uuid
 import pytest
 
 from tests.conftest import make_user
-from tests.processes import running_stack
+from tests.processes import running_stack, wait_until
 from wallet.services.money import deposit_create
 from wallet.services.users import tokens_issue
 
@@ -18,6 +18,7 @@ pytestmark = pytest.mark.django_db(transaction=True)
 WAIT = 10
 # The acceptance bounds of issue 22.
 HUNG_EXTRA_SECONDS = 0.05
+READY_SECONDS = 1.5
 
 
 def pay(stack, token, recipient) -> dict:
@@ -60,3 +61,54 @@ def test_money_requests_do_not_wait_on_a_hung_redis(tmp_path):
     assert statistics.median(hung) < statistics.median(up) + HUNG_EXTRA_SECONDS, (up, hung)
     # One line per worker that met the outage (two workers), however many requests did.
     assert 1 <= log.count("redis.unavailable") <= 2, log[-3000:]
+
+
+def test_readiness_answers_within_its_deadline_whatever_redis_does(tmp_path):
+    """Within 1.5 s with Redis up, hung or dead, saying which check failed; and no false alarm
+    after Redis restarts: a web worker's broker connection from before the restart is not
+    what the Celery check reports on."""
+
+    def ready() -> tuple[int, dict]:
+        started = time.monotonic()
+        status, body = stack.get("/health/ready")
+        took = time.monotonic() - started
+        assert took < READY_SECONDS, (took, status, body)
+        return status, body
+
+    def failing(check: str) -> None:
+        for _ in range(4):  # both web workers, more than once each
+            status, body = ready()
+            assert status == 503, body
+            assert body["checks"]["database"] == "ok"
+            assert body["checks"][check].startswith("error"), body
+
+    def healthy_again() -> None:
+        wait_until(lambda: ready()[0] == 200, timeout=30, what="readiness after the outage")
+        answers = [ready() for _ in range(10)]
+        assert [status for status, _body in answers] == [200] * 10, answers
+
+    with running_stack(tmp_path) as stack:
+        assert [ready()[0] for _ in range(4)] == [200] * 4  # both workers' connections in use
+
+        stack.redis.kill()
+        stack.redis.start()  # a restart between two probes
+        answers = []
+        while not answers or answers[-1][0] != 200:
+            answers.append(ready())
+            assert len(answers) < 100, answers
+        # Until the Celery worker has reconnected, nobody answers its ping; no check fails.
+        for _status, body in answers:
+            assert body["checks"]["celery"] in ("ok", "error: no worker answered"), answers
+            assert {body["checks"][name] for name in ("database", "redis", "channel_layer")} == {
+                "ok"
+            }, answers
+        healthy_again()
+
+        stack.redis.pause()
+        failing("redis")
+        stack.redis.resume()
+        healthy_again()
+        stack.redis.kill()
+        failing("redis")
+        stack.redis.start()
+        healthy_again()
