@@ -3,11 +3,13 @@ Celery worker) on a private Redis that each test hangs (SIGSTOP), kills (SIGKILL
 back: open sockets get what committed while Redis was away without reconnecting, money requests
 do not wait on a hung Redis, and readiness answers within its deadline whatever Redis does."""
 
+import json
 import statistics
 import time
 import uuid
 
 import pytest
+from websockets.sync.client import connect
 
 from tests.conftest import make_user
 from tests.processes import running_stack, wait_until
@@ -17,6 +19,7 @@ from wallet.services.users import tokens_issue
 pytestmark = pytest.mark.django_db(transaction=True)
 WAIT = 10
 # The acceptance bounds of issue 22.
+CATCH_UP_SECONDS = 5.0
 HUNG_EXTRA_SECONDS = 0.05
 READY_SECONDS = 1.5
 
@@ -31,6 +34,66 @@ def pay(stack, token, recipient) -> dict:
     )
     assert status == 201, body
     return body
+
+
+def hello(socket) -> int:
+    frame = json.loads(socket.recv(timeout=WAIT))
+    assert frame["type"] == "hello"
+    return frame["last_event_id"]
+
+
+def frames(socket, count: int) -> list[dict]:
+    return [json.loads(socket.recv(timeout=WAIT)) for _ in range(count)]
+
+
+def assert_nothing_more(socket) -> None:
+    with pytest.raises(TimeoutError):
+        socket.recv(timeout=1.5)
+
+
+@pytest.mark.parametrize("outage", ["stopped", "killed"])
+def test_open_sockets_get_what_committed_while_redis_was_away_without_reconnecting(
+    tmp_path, outage
+):
+    """Both parties of a transfer made while Redis was hung or dead are quiet, so no later
+    doorbell would wake their sockets: each gets exactly the transfer's events on the socket it
+    already holds, within 5 s of Redis returning."""
+    alice, bob = make_user("Alice"), make_user("Bob")
+    deposit_create(user=alice, amount=1_000_00)
+    alice_token, bob_token = tokens_issue(alice)["access"], tokens_issue(bob)["access"]
+    with (
+        running_stack(tmp_path) as stack,
+        connect(f"{stack.ws_url(0)}?token={alice_token}") as alice_socket,
+        connect(f"{stack.ws_url(1)}?token={bob_token}") as bob_socket,
+    ):
+        alice_seen, bob_seen = hello(alice_socket), hello(bob_socket)
+        stack.redis.pause() if outage == "stopped" else stack.redis.kill()
+        transfer = pay(stack, alice_token, bob)["transfer"]["id"]
+        returned = time.monotonic()
+        stack.redis.resume() if outage == "stopped" else stack.redis.start()
+        to_alice, to_bob = frames(alice_socket, 4), frames(bob_socket, 3)
+        caught_up = time.monotonic() - returned
+        assert_nothing_more(alice_socket)
+        assert_nothing_more(bob_socket)
+
+    assert caught_up < CATCH_UP_SECONDS
+    assert [frame["id"] for frame in to_alice] == list(range(alice_seen + 1, alice_seen + 5))
+    assert [frame["id"] for frame in to_bob] == list(range(bob_seen + 1, bob_seen + 4))
+    assert [frame["type"] for frame in to_alice] == [
+        "balance:update",
+        "transaction:new",
+        "notification:new",
+        "audit:new",
+    ]
+    assert [frame["type"] for frame in to_bob] == [
+        "balance:update",
+        "transaction:new",
+        "notification:new",
+    ]
+    assert to_alice[0]["data"]["balance"] == "999.00"
+    assert to_bob[0]["data"]["balance"] == "1.00"
+    for received in (to_alice, to_bob):
+        assert received[1]["data"]["transaction"]["transfer_id"] == transfer
 
 
 def test_money_requests_do_not_wait_on_a_hung_redis(tmp_path):
