@@ -76,6 +76,8 @@ def _check_celery() -> str:
         "socket_connect_timeout": ROUND_TRIP_SECONDS,
         # Replies are read by BRPOPs this long; closing the connection waits for the last one.
         "polling_interval": 0.1,
+        # One try to connect: a broker that refuses is the answer, not something to wait out.
+        "max_retries": 0,
     }
     try:
         with celery_app.connection_for_write(transport_options=options) as broker:
