@@ -2,8 +2,9 @@
 one place.
 
 Every money-moving request runs these (with the mini-ORM of ``quickpe.db`` to turn rows into
-model instances and instances into INSERTs); each daphne process runs ``STREAMS_BEHIND``. Each is here because the plain ORM version cost
-more than ``make bench`` allows (see docs/performance.md); each has a header saying what it
+model instances and instances into INSERTs), and each daphne process ``STREAMS_BEHIND``. Each
+is here because the plain ORM version cost more than its benchmark allows (``make bench``,
+``bench.stream_watch``; see docs/performance.md); each has a header saying what it
 guarantees, and a test of its own in ``tests/test_statements.py``. ``bench/transfer.sql``, the
 raw-SQL ceiling the transfer benchmark compares against, runs the same statements in the same
 order; a test checks it against what an API transfer runs.
