@@ -194,8 +194,9 @@ def ensure_redis() -> str:
                     "--logfile",
                     str(_redis_dir() / "redis.log"),
                     # Rate-limit windows must outlive a Redis restart, or every limit starts
-                    # afresh: each write is in the append-only file (fsynced every second)
-                    # before Redis answers, so even a killed server keeps it.
+                    # afresh: the append-only file, synced every second, keeps all but at
+                    # worst the last 2 s of writes even when the server is killed
+                    # (deploy/redis/quickpe.conf says why).
                     "--appendonly",
                     "yes",
                     "--appendfsync",

@@ -23,9 +23,10 @@ from quickpe.celery import app as celery_app
 from quickpe.redis import get_redis
 
 DEADLINE_SECONDS = 1.0
-# Inside the deadline, with room for connecting: a message through the layer, and the first
-# reply of a Celery worker.
-ROUND_TRIP_SECONDS = 0.6
+# The waits inside the deadline, with room to connect and close on a busy machine: for a message
+# through the layer (channels-redis reads every 0.1 s) and for a Celery worker's first reply
+# (milliseconds; with none, the check says so after this long).
+ROUND_TRIP_SECONDS = 0.4
 # Enough threads for a few probes at once even while each of them waits out a hung Redis.
 _checks = ThreadPoolExecutor(max_workers=6, thread_name_prefix="readiness")
 

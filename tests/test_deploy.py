@@ -37,6 +37,7 @@ def test_a_redis_with_the_shipped_settings_keeps_rate_limit_windows_through_a_cr
     try:
         settings.REDIS_URL = redis.url
         assert [throttling.hit("crash-test", "3/m") for _ in range(3)] == [None] * 3
+        wait_until(redis.has_written_its_log, what="the append-only file written")
         redis.kill()
         redis.start()
         assert throttling.hit("crash-test", "3/m") > 0  # the window is still full

@@ -15,7 +15,7 @@ import psycopg
 import pytest
 
 from quickpe import throttling
-from tests.processes import BASE_DIR
+from tests.processes import BASE_DIR, Redis, wait_until
 
 
 @pytest.fixture
@@ -71,6 +71,8 @@ def test_rate_limit_windows_survive_a_redis_crash(data_dir, settings):
     settings.REDIS_URL = started(data_dir)["REDIS_URL"]
     assert [throttling.hit("crash-test", "3/m") for _ in range(3)] == [None] * 3
     assert throttling.hit("crash-test", "3/m") > 0
+    embedded_redis = Redis(data_dir / "redis")  # its socket is redis.sock there too
+    wait_until(embedded_redis.has_written_its_log, what="the append-only file written")
 
     pid = int((data_dir / "redis" / "redis.pid").read_text())
     os.kill(pid, signal.SIGKILL)
