@@ -127,7 +127,8 @@ def setup(out_path: str, count: int, senders: int) -> int:
 
 
 class _Counter(logging.Handler):
-    """Counts the records it sees: here, the doorbells ``quickpe.realtime`` could not send."""
+    """Counts the records it sees: here, the times Redis failed a doorbell (``quickpe.redis``
+    logs each outage once, and skips the doorbells for a few seconds after it)."""
 
     def __init__(self):
         super().__init__(logging.WARNING)
@@ -151,7 +152,7 @@ def transfers(users_path: str, connected: int, rate: float, seconds: float) -> i
     senders = [by_id[user_id] for user_id in ids[: data["senders"]]]
     recipients = [by_id[user_id] for user_id in ids]
     failed_rings = _Counter()
-    logging.getLogger("quickpe.realtime").addHandler(failed_rings)
+    logging.getLogger("quickpe.redis").addHandler(failed_rings)
     rng = random.Random(connected)  # noqa: S311 - load pattern, not security
     total = int(rate * seconds)
     durations_ms, errors, late = [], {}, 0

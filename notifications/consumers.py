@@ -1,6 +1,7 @@
 """``/ws/events/``: each user's durable event stream over a WebSocket.
 
-The database is the truth: on every doorbell (and on resume) the consumer sends the rows after
+The database is the truth: on every doorbell (and on resume, and when the once-a-second look
+of ``notifications.stream_watch`` finds the socket behind) the consumer sends the rows after
 the last one it sent, under a lock, so delivery is in order, complete and without duplicates
 whatever the channel layer drops or repeats.
 """
@@ -20,7 +21,7 @@ from django.utils import timezone
 from rest_framework_simplejwt.exceptions import TokenError
 from rest_framework_simplejwt.tokens import AccessToken
 
-from notifications import selectors
+from notifications import selectors, stream_watch
 from notifications.services import event_frame
 from quickpe import metrics
 from quickpe.authentication import DEVICE_SESSION, SESSION_CLAIM, user_for_access_token
@@ -172,6 +173,8 @@ class EventStreamConsumer(AsyncJsonWebsocketConsumer):
             await self.send_json(
                 {"type": "hello", "user": user.quickpe_id, "last_event_id": self.sent}
             )
+        # A doorbell lost while Redis is away would leave this socket behind: look once a second.
+        stream_watch.follow(self)
         if token is not None:
             self.session_id = token[SESSION_CLAIM]
             # A timer, not a sleeping task: one daphne process holds thousands of connections,
@@ -208,9 +211,11 @@ class EventStreamConsumer(AsyncJsonWebsocketConsumer):
         self.expiry = asyncio.ensure_future(self._close(CLOSE_UNAUTHORIZED))
 
     async def disconnect(self, code):
+        self.is_closing = True
         if self.expiry is not None:
             self.expiry.cancel()
         if self.user is not None:
+            stream_watch.unfollow(self)
             metrics.WEBSOCKETS.dec()
             logger.info(
                 "websocket.disconnect",
@@ -289,6 +294,13 @@ class EventStreamConsumer(AsyncJsonWebsocketConsumer):
     async def events_ready(self, message):
         """The doorbell (a channel-layer group message): send what was committed since."""
         if self.user is None or message.get("seq", 0) <= self.sent:
+            return
+        await self.catch_up()
+
+    async def catch_up(self) -> None:
+        """Send what was committed since the last frame: on a doorbell, or when the once-a-second
+        look (``notifications.stream_watch``) finds this socket behind its stream."""
+        if self.is_closing:
             return
         async with self.send_lock:
             await self._send_pending(metrics.EVENTS_PUSHED)

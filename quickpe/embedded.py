@@ -53,23 +53,82 @@ def _pg_dir() -> Path:
     return DATA_DIR / "postgres"
 
 
-def postgres_is_running() -> bool:
+def _postmaster_status() -> str | None:
+    """What the pid file's postmaster is doing: what it wrote there ("ready", "starting",
+    "stopping"), "exiting" when it was killed and is not yet reaped (a zombie, its pid file
+    still saying "ready"), None when there is none."""
+    import psutil
     from pgserver.utils import PostmasterInfo
 
     info = PostmasterInfo.read_from_pgdata(_pg_dir())
-    return info is not None and info.is_running() and info.status == "ready"
+    if info is None or not info.is_running():
+        return None
+    try:
+        is_zombie = info.process.status() == psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return None
+    return "exiting" if is_zombie else info.status
+
+
+def postgres_is_running() -> bool:
+    return _postmaster_status() == "ready"
+
+
+def _server_processes_left() -> bool:
+    """Whether any process still works in the data directory (every PostgreSQL process does):
+    the children of a killed postmaster take a moment to notice, and a new postmaster refuses
+    to start while they hold the old shared memory."""
+    import psutil
+
+    pgdata = str(_pg_dir().resolve())
+    return any(
+        process.info["cwd"] == pgdata for process in psutil.process_iter(["cwd"], ad_value=None)
+    )
+
+
+# Right after PostgreSQL crashed, how long `start` waits for what is left of it.
+_CRASH_WAIT_SECONDS = 30
+
+
+def _wait_for_old_postmaster() -> None:
+    """Wait until a killed postmaster is gone with its children: pgserver would otherwise trust
+    its pid file (and fail to connect), or start a second server beside processes that still
+    hold the first one's shared memory (which PostgreSQL refuses)."""
+    deadline = time.monotonic() + _CRASH_WAIT_SECONDS
+    while time.monotonic() < deadline:
+        status = _postmaster_status()
+        is_gone = status is None and not _server_processes_left()
+        if is_gone or status not in (None, "exiting"):  # gone, or alive (maybe recovering)
+            return
+        time.sleep(0.1)  # nothing to wait on but the processes themselves
+
+
+def _connect_when_ready(uri: str):
+    """A connection as soon as the server takes one: a live postmaster refuses them while it
+    recovers from a crashed child, for a few seconds."""
+    import psycopg
+
+    deadline = time.monotonic() + _CRASH_WAIT_SECONDS
+    while True:
+        try:
+            return psycopg.connect(uri, autocommit=True)
+        except psycopg.OperationalError:
+            if time.monotonic() > deadline or _postmaster_status() in (None, "exiting"):
+                raise
+            time.sleep(0.2)
 
 
 def ensure_postgres() -> str:
-    """Start the embedded PostgreSQL if needed; return a URL for the QuickPe database."""
+    """Start the embedded PostgreSQL if needed, also right after it crashed; return a URL for
+    the QuickPe database."""
     import pgserver
-    import psycopg
 
     with _file_lock("postgres"):
+        _wait_for_old_postmaster()
         # cleanup_mode=None: the server outlives this process; `stop` (or `run`) stops it.
         server = pgserver.get_server(_pg_dir(), cleanup_mode=None)
         admin_uri = server.get_uri()
-        with psycopg.connect(admin_uri, autocommit=True) as connection:
+        with _connect_when_ready(admin_uri) as connection:
             exists = connection.execute(
                 "SELECT 1 FROM pg_database WHERE datname = %s", [DATABASE_NAME]
             ).fetchone()
@@ -134,8 +193,16 @@ def ensure_redis() -> str:
                     str(_redis_dir() / "redis.pid"),
                     "--logfile",
                     str(_redis_dir() / "redis.log"),
+                    # Rate-limit windows must outlive a Redis restart, or every limit starts
+                    # afresh: the append-only file, synced every second, keeps all but at
+                    # worst the last 2 s of writes even when the server is killed
+                    # (deploy/redis/quickpe.conf says why).
+                    "--appendonly",
+                    "yes",
+                    "--appendfsync",
+                    "everysec",
                     "--save",
-                    "60 1000",
+                    "",
                 ],
                 check=True,
             )

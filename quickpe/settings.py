@@ -153,11 +153,19 @@ DATABASES["default"].setdefault("OPTIONS", {})["options"] = " ".join(
 DATABASES["default"]["TEST"] = {"NAME": env_str("QUICKPE_TEST_DATABASE", "test_quickpe")}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
+# No wait on Redis is long (quickpe/redis.py): what QuickPe keeps there is never the truth, and
+# a request is better off without it than stuck behind a hung server. A healthy Redis answers
+# in well under a millisecond. Django's cache passes these to redis-py too.
+REDIS_TIMEOUT_SECONDS = 0.25
 CACHES = {
     "default": {
         "BACKEND": "django.core.cache.backends.redis.RedisCache",
         "LOCATION": REDIS_URL,
         "KEY_PREFIX": QUICKPE_REDIS_PREFIX,
+        "OPTIONS": {
+            "socket_timeout": REDIS_TIMEOUT_SECONDS,
+            "socket_connect_timeout": REDIS_TIMEOUT_SECONDS,
+        },
     }
 }
 
@@ -168,11 +176,15 @@ CACHES = {
 # stored. quickpe.realtime
 # publishes doorbells in this layer's own format from the sync web workers, so another backend
 # here also means another doorbell there.
+# The layer's connections give up after a second (redis-py's default is 5 s, and the pub/sub
+# connection re-subscribes on its own once Redis is back): longer than a request's Redis calls,
+# since daphne's event loop may lag a little under load and a false timeout would drop every
+# subscription of the process.
 CHANNEL_LAYERS = {
     "default": {
         "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
         "CONFIG": {
-            "hosts": [REDIS_URL],
+            "hosts": [{"address": REDIS_URL, "socket_timeout": 1, "socket_connect_timeout": 1}],
             "prefix": f"{QUICKPE_REDIS_PREFIX}:channels",
         },
     }
@@ -191,6 +203,10 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_BROKER_TRANSPORT_OPTIONS = {
     "global_keyprefix": f"{QUICKPE_REDIS_PREFIX}:celery:",
+    # kombu waits forever on a hung broker without these (a publish from a request, a reply):
+    # a worker's own reads wait in its event loop, not on the socket, so they are unaffected.
+    "socket_timeout": 1,
+    "socket_connect_timeout": 1,
 }
 CELERY_TASK_DEFAULT_QUEUE = QUICKPE_REDIS_PREFIX
 CELERY_BEAT_SCHEDULE = {

@@ -1,8 +1,10 @@
-"""The hand-written SQL of the money hot path, in one place.
+"""The hand-written SQL of the money hot path (and of the event stream's once-a-second look), in
+one place.
 
 Every money-moving request runs these (with the mini-ORM of ``quickpe.db`` to turn rows into
-model instances and instances into INSERTs). Each is here because the plain ORM version cost
-more than ``make bench`` allows (see docs/performance.md); each has a header saying what it
+model instances and instances into INSERTs), and each daphne process ``STREAMS_BEHIND``. Each
+is here because the plain ORM version cost more than its benchmark allows (``make bench``,
+``bench.stream_watch``; see docs/performance.md); each has a header saying what it
 guarantees, and a test of its own in ``tests/test_statements.py``. ``bench/transfer.sql``, the
 raw-SQL ceiling the transfer benchmark compares against, runs the same statements in the same
 order; a test checks it against what an API transfer runs.
@@ -113,4 +115,17 @@ EVENTS_EMIT = """
         FROM event JOIN stream USING (user_id)
     )
     SELECT user_id, last_seq FROM stream
+"""
+
+# notifications.stream_watch: which of a daphne process's users have events its sockets have not
+# sent, asked once a second for every open socket. The positions travel as one JSON object
+# {user_id: sent} (one json.dumps), and only the users behind come back: the ORM's IN list and
+# a row per user cost ten times the CPU (docs/performance.md). Guarantees: returns
+# (user_id, last_seq) exactly for the users given whose committed stream is past the position
+# given, each read by primary key; nothing else.
+STREAMS_BEHIND = """
+    SELECT stream.user_id, stream.last_seq
+    FROM jsonb_each_text(%s::jsonb) AS sent(user_id, seq)
+    JOIN notifications_eventstream AS stream ON stream.user_id = sent.user_id::bigint
+    WHERE stream.last_seq > sent.seq::bigint
 """

@@ -6,17 +6,14 @@ A rejected request is not counted, and it is rejected before the view runs, so i
 """
 
 import hashlib
-import logging
 import uuid
 
 from django.conf import settings
-from redis.exceptions import RedisError
 from rest_framework.throttling import BaseThrottle
 
-from quickpe.redis import get_redis
+from quickpe.redis import get_redis, unless_broken
 from quickpe.request_meta import client_ip
 
-logger = logging.getLogger(__name__)
 _PERIODS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
 # KEYS[1] = window key; ARGV = limit, period_ms, member. Returns {allowed, wait_ms}.
@@ -54,16 +51,13 @@ def hit(key: str, rate: str) -> float | None:
 
 def wait_for(scope: str, identity: str, rate: str | None) -> float | None:
     """Count one hit of ``identity`` against ``scope``'s ``rate``: None if allowed (or if there
-    is no rate), else seconds until the next is allowed. Fails open: with Redis down, money
-    still moves (the limits on amounts hold in PostgreSQL); only the rate limit lapses, logged,
-    until Redis is back."""
+    is no rate), else seconds until the next is allowed. Fails open: with Redis down or hung,
+    money still moves (the limits on amounts hold in PostgreSQL); only the rate limit lapses
+    until Redis is back, and after one failure this process stops asking for a few seconds
+    (``quickpe.redis``, which logs the outage once)."""
     if rate is None:
         return None
-    try:
-        return hit(f"{scope}:{identity}", rate)
-    except (RedisError, OSError) as error:
-        logger.warning("rate limit %s not checked: %s", scope, type(error).__name__)
-        return None
+    return unless_broken(settings.REDIS_URL, lambda: hit(f"{scope}:{identity}", rate))
 
 
 class SharedRateThrottle(BaseThrottle):

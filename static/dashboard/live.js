@@ -111,10 +111,46 @@
     }
   };
 
+  // A socket can die without a close (a laptop asleep, a changed network), and then nothing
+  // tells this page that events are waiting. So after a quiet spell, and whenever the page is
+  // shown again, it asks to resume from its last id: the answer (`resumed`, after any missed
+  // events) proves the socket alive; no frame at all within ANSWER means it is dead, and it is
+  // replaced by a new one, which replays what was missed. Probes are spaced, so the server's
+  // message rate (a replay costs 5 of its 10) is never reached.
+  var QUIET = 30000, ANSWER = 5000, PROBE_SPACING = 10000;
+  var socket = null, lastFrameAt = Date.now(), probedAt = 0, unanswered = null;
+
+  function probe() {
+    var now = Date.now();
+    if (!socket || socket.readyState !== WebSocket.OPEN || unanswered) return;
+    if (now - probedAt < PROBE_SPACING) return;
+    probedAt = now;
+    socket.send(JSON.stringify({ type: "resume", last_event_id: lastId }));
+    unanswered = setTimeout(replace, ANSWER);
+  }
+  function replace() {
+    unanswered = null;
+    var dead = socket;
+    // Its close handshake may never finish: forget it now rather than wait for onclose.
+    dead.onmessage = dead.onclose = null;
+    dead.close();
+    connect();
+  }
+  setInterval(function () {
+    if (Date.now() - lastFrameAt > QUIET) probe();
+  }, 5000);
+  document.addEventListener("visibilitychange", function () {
+    if (document.visibilityState === "visible") probe();
+  });
+
   function connect() {
     state("connecting", "Connecting…");
-    var socket = new WebSocket(url + "?last_event_id=" + lastId);
+    socket = new WebSocket(url + "?last_event_id=" + lastId);
+    lastFrameAt = Date.now();
     socket.onmessage = function (message) {
+      lastFrameAt = Date.now();
+      clearTimeout(unanswered);
+      unanswered = null;
       var frame = JSON.parse(message.data);
       if (frame.type === "hello" || frame.type === "resumed") {
         retry = 1000;
@@ -128,6 +164,8 @@
       if (handle) handle(frame.data);
     };
     socket.onclose = function (event) {
+      clearTimeout(unanswered);
+      unanswered = null;
       if (event.code === 4401) { state("offline", "Signed out"); return; }
       state("offline", "Offline, reconnecting…");
       // Jittered, so the tabs of many users dropped together do not reconnect in step.
