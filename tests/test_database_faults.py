@@ -233,10 +233,11 @@ def test_a_worker_frozen_holding_a_hot_wallet_stalls_nobody_else(tmp_path):
             for status, body, headers, seconds in to_hot:
                 assert (status, body["code"], headers["Retry-After"]) == (503, "busy", "1")
                 assert seconds < 5
-            # Everything else goes on: no unrelated transfer waits 3 s (with a 10 s lock wait,
-            # they queued behind the hot requests for 10 s and more).
+            # Everything else goes on: an unrelated transfer waits at most about one lock timeout
+            # for a free worker (2.0-2.1 s on an idle machine; with a 10 s lock wait they queued
+            # behind the hot requests for 10 s and more). The bound leaves room for a busy host.
             assert {answer[0] for answer in unrelated} == {201}
-            assert max(answer[3] for answer in unrelated) < 3
+            assert max(answer[3] for answer in unrelated) < 5
 
             # PostgreSQL ends the frozen transaction (the idle-transaction limit) long before
             # gunicorn would kill the worker, and the hot wallet is free again.
