@@ -1,9 +1,11 @@
 """Liveness and readiness for load balancers and orchestrators (no authentication).
 
-Readiness answers within DEADLINE_SECONDS whatever its dependencies do: the three checks that
-use Redis run side by side in threads, each bounded by its own timeouts, while the database is
-checked on the request's own connection; a check still running at the deadline is reported as
-``error: timeout`` (it ends on its own shortly after, its thread freed for the next probe).
+Readiness answers within DEADLINE_SECONDS whatever its dependencies do: the four checks run
+side by side in threads, each bounded by its own timeouts; a check still running at the
+deadline is reported as ``error: timeout``. A Redis check ends on its own shortly after, its
+thread freed for the next probe; a hung PostgreSQL (stopped, not dead) can hold a database
+check until ``DATABASE_CONNECT_TIMEOUT`` or TCP gives up, and the pool's other threads keep
+answering meanwhile.
 """
 
 import asyncio
@@ -27,17 +29,21 @@ DEADLINE_SECONDS = 1.0
 # through the layer (channels-redis reads every 0.1 s) and for a Celery worker's first reply
 # (milliseconds; with none, the check says so after this long).
 ROUND_TRIP_SECONDS = 0.4
-# Enough threads for a few probes at once even while each of them waits out a hung Redis.
-_checks = ThreadPoolExecutor(max_workers=6, thread_name_prefix="readiness")
+# Enough threads for a few probes at once even while each of them waits out a hung dependency.
+_checks = ThreadPoolExecutor(max_workers=8, thread_name_prefix="readiness")
 
 
 def _check_database() -> str:
+    """``SELECT 1`` on a connection of its own (a pool thread's), closed afterwards: the
+    request's connection could not be abandoned at the deadline."""
     try:
         with connection.cursor() as cursor:
             cursor.execute("SELECT 1")
         return "ok"
     except DatabaseError as error:
         return f"error: {type(error).__name__}"
+    finally:
+        connection.close()
 
 
 def _check_redis() -> str:
@@ -91,7 +97,8 @@ def _check_celery() -> str:
     return "ok" if replies else "error: no worker answered"
 
 
-_USING_REDIS = {
+_CHECKS = {
+    "database": _check_database,
     "redis": _check_redis,
     "channel_layer": _check_channel_layer,
     "celery": _check_celery,
@@ -106,8 +113,8 @@ def live(request):
 @require_GET
 def ready(request):
     deadline = time.monotonic() + DEADLINE_SECONDS
-    running = {name: _checks.submit(check) for name, check in _USING_REDIS.items()}
-    checks = {"database": _check_database()}
+    running = {name: _checks.submit(check) for name, check in _CHECKS.items()}
+    checks = {}
     for name, future in running.items():
         try:
             checks[name] = future.result(timeout=max(deadline - time.monotonic(), 0))

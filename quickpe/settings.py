@@ -149,6 +149,11 @@ _TIMEOUTS = {
 DATABASES["default"].setdefault("OPTIONS", {})["options"] = " ".join(
     f"-c {name}={milliseconds}" for name, milliseconds in _TIMEOUTS.items()
 )
+# A server that accepts no connection (hung, or a host gone) fails a connect after this many
+# seconds instead of the kernel's minutes: a 503, and readiness's check thread freed.
+DATABASES["default"]["OPTIONS"]["connect_timeout"] = env_int(
+    "DATABASE_CONNECT_TIMEOUT", 5, minimum=1
+)
 # Separate names let several test runs share one server (pytest-xdist adds _gw0, _gw1, ...).
 DATABASES["default"]["TEST"] = {"NAME": env_str("QUICKPE_TEST_DATABASE", "test_quickpe")}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"

@@ -4,12 +4,15 @@ hang; the rest of the API keeps serving; a retry with the same Idempotency-Key m
 exactly once."""
 
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import psutil
 import psycopg
@@ -23,9 +26,14 @@ from wallet.services.users import tokens_issue
 
 
 @pytest.fixture
-def postgres(tmp_path):
-    """A private, migrated PostgreSQL this test may kill (the suite's server is shared)."""
-    server = Postgres(tmp_path).init().start()
+def postgres():
+    """A private, migrated PostgreSQL this test may kill (the suite's server is shared). Its
+    folder is not under pytest's tmp_path: a pytest session starting meanwhile (another run on
+    the same machine) makes pytest's own root folder private again, and the server, which runs
+    as a user of its own, could then no longer reach its data to restart."""
+    folder = Path(tempfile.mkdtemp(prefix="quickpe-postgres-"))
+    folder.chmod(0o755)
+    server = Postgres(folder).init().start()
     try:
         url = server.create_database("quickpe")
         subprocess.run(  # noqa: S603 - our own interpreter and manage.py
@@ -39,6 +47,7 @@ def postgres(tmp_path):
         yield server
     finally:
         server.stop()
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def signed_up(stack, first_name: str) -> str:
@@ -261,3 +270,30 @@ def test_a_worker_frozen_holding_a_hot_wallet_stalls_nobody_else(tmp_path):
     assert Transfer.objects.filter(sender=hot).count() == 1
     assert Transfer.objects.count() == len(unrelated) + 2
     assert_money_invariants()
+
+
+def test_readiness_answers_within_a_second_and_a_half_while_postgres_hangs(postgres, tmp_path):
+    """A stopped PostgreSQL (SIGSTOP: a frozen host) answers nothing and refuses nothing."""
+    with running_stack(tmp_path, web_only=True, DATABASE_URL=postgres.url("quickpe")) as stack:
+        # web_only: no Celery worker, so readiness is 503 for that; the database check is ours.
+        assert stack.get("/health/ready")[1]["checks"]["database"] == "ok"
+        server = psutil.Process(postgres.process.pid)
+        processes = [server, *server.children(recursive=True)]
+        for process in processes:
+            process.suspend()
+        try:
+            for _ in range(3):
+                started = time.monotonic()
+                status, body = stack.get("/health/ready")
+                assert time.monotonic() - started < 1.5
+                assert status == 503, body
+                assert body["checks"]["database"] == "error: timeout"
+                assert body["checks"]["redis"] == "ok"
+        finally:
+            for process in processes:
+                process.resume()
+        wait_until(
+            lambda: stack.get("/health/ready")[1]["checks"]["database"] == "ok",
+            timeout=20,
+            what="the database check passing again",
+        )
