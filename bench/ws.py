@@ -60,12 +60,15 @@ BENCH_WS_SERVERS [quickpe,socketio] (one of them alone: only QuickPe or only the
 BENCH_WS_DURATION [15] seconds of events per level, BENCH_WS_RATE [30] transfers/s (7 events
 each), BENCH_WS_SENDERS [200], BENCH_WS_CLIENT_PROCS [2], BENCH_WS_CONNECT_CONCURRENCY [200],
 BENCH_WS_DRAIN [10] seconds to wait for the last frames, BENCH_WS_BUDGET [900] seconds,
-BENCH_WS_AWAY [1], BENCH_WS_DATABASE [quickpe_bench_ws], BENCH_WS_PROBE [0]: 1 runs daphne
-through ``bench.ws_daphne`` (the same daphne, plus an event-loop lag sampler, GC pause log and
-timers on daphne's per-second sweeps over every connection) and reports, per level, the stalls,
-how many slow frames they explain and the objects young collections promoted, and at the end
-what one full collection costs; BENCH_WS_GC_FREEZE_EVERY [unset]: an experiment (implies the
-probe) that calls gc.freeze() in daphne every so many seconds.
+BENCH_WS_AWAY [1], BENCH_WS_AWAY_WAIT [3] seconds, BENCH_WS_SIO_TRANSFERS [0]: 1 runs
+QuickPe's transfer driver beside the publisher in the reference's event phase, so that the
+machine carries the same database work in both phases (its events reach no one),
+BENCH_WS_DATABASE [quickpe_bench_ws], BENCH_WS_PROBE [0]: 1 runs daphne through
+``bench.ws_daphne`` (the same daphne, plus an event-loop lag sampler, GC pause log and timers on
+daphne's per-second sweeps over every connection) and reports, per level, the stalls, how many
+slow frames they explain and the objects young collections promoted, and at the end what one
+full collection costs; BENCH_WS_GC_FREEZE_EVERY [unset]: an experiment (implies the probe)
+that calls gc.freeze() in daphne every so many seconds.
 """
 
 import asyncio
@@ -122,6 +125,7 @@ class Settings:
     probe: bool
     servers: list[str]
     away: bool
+    sio_transfers: bool
 
     @classmethod
     def from_env(cls) -> "Settings":
@@ -142,6 +146,7 @@ class Settings:
             or bool(env.get("BENCH_WS_GC_FREEZE_EVERY")),
             servers=list(dict.fromkeys(servers)),
             away=env.get("BENCH_WS_AWAY", "1").lower() in ("1", "true", "yes"),
+            sio_transfers=env.get("BENCH_WS_SIO_TRANSFERS", "0").lower() in ("1", "true", "yes"),
         )
         if not levels or levels[0] < 2:
             raise SystemExit("BENCH_WS_LEVELS: each level needs at least 2 connections")
@@ -618,11 +623,8 @@ class Events:
     planned: dict[int, int]  # per user: how many events the source says it made
 
 
-def drive_quickpe(ctx: Context, level: int) -> Events:
-    """``transfer_create`` at the rate for the duration; the streams' positions around it."""
+def transfers_command(ctx: Context, level: int) -> tuple[list[str], str]:
     settings = ctx.settings
-    level_ids = [user["id"] for user in ctx.users[:level]]
-    before = stream_positions(ctx.bench, level_ids)
     command = [
         PY,
         "-m",
@@ -637,8 +639,17 @@ def drive_quickpe(ctx: Context, level: int) -> Events:
         ["python", *command[1:4], "<users.json>", *command[5:]],
         {"DATABASE_URL": "<quickpe_bench_ws>"},
     )
+    return command, shown
+
+
+def drive_quickpe(ctx: Context, level: int) -> Events:
+    """``transfer_create`` at the rate for the duration; the streams' positions around it."""
+    level_ids = [user["id"] for user in ctx.users[:level]]
+    before = stream_positions(ctx.bench, level_ids)
+    command, shown = transfers_command(ctx, level)
     out(f"$ {shown}")
-    result = run_source(command, ctx.env, settings.duration, "the transfer driver")
+    driver = start_source(command, ctx.env)
+    result = finish_source(driver, ctx.settings.duration, "the transfer driver")
     return Events(
         source={k: v for k, v in result.items() if k != "expected_events_by_user"},
         command=shown,
@@ -661,8 +672,21 @@ def drive_socketio(ctx: Context, level: int) -> Events:
         {"SIO_REDIS_URL": "<REDIS_URL>", "SIO_REDIS_KEY": "<unique>"},
     )
     out(f"$ {shown}")
+    beside = None
+    if settings.sio_transfers:
+        # The same database work on the machine as in QuickPe's phase; its events and
+        # doorbells reach no one (no daphne runs now).
+        transfers, transfers_shown = transfers_command(ctx, level)
+        out(f"$ {transfers_shown}  (beside it: the machine's load of QuickPe's phase)")
+        beside = start_source(transfers, ctx.env)
+        beside.stdout.readline()  # set up: the publisher starts with its transfers
     env = ws_socketio.server_env(ctx.env, 0, "")
-    result = run_source(command, env, settings.duration, "the publisher")
+    result = finish_source(start_source(command, env), settings.duration, "the publisher")
+    if beside is not None:
+        made = finish_source(beside, settings.duration, "the transfer driver")
+        result["transfers_beside"] = {
+            k: v for k, v in made.items() if k != "expected_events_by_user"
+        }
     level_ids = [user["id"] for user in ctx.users[:level]]
     first = recording.before()
     emitted = {int(k): v for k, v in result.pop("emitted_by_user").items()}
@@ -676,8 +700,12 @@ def drive_socketio(ctx: Context, level: int) -> Events:
     )
 
 
-def run_source(command: list[str], env: dict[str, str], duration: float, name: str) -> dict:
-    process = spawn(command, env, stdout=subprocess.PIPE, text=True)
+def start_source(command: list[str], env: dict[str, str]) -> subprocess.Popen:
+    return spawn(command, env, stdout=subprocess.PIPE, text=True)
+
+
+def finish_source(process: subprocess.Popen, duration: float, name: str) -> dict:
+    """The JSON line an event source prints when it is done."""
     try:
         stdout, _ = process.communicate(timeout=duration + 120)
     except subprocess.TimeoutExpired:
@@ -981,15 +1009,14 @@ def away_check(ctx: Context, side: str, tag: str) -> dict:
         hellos = asyncio.run(_visit(server.url, side, pair))
         if side == QUICKPE:
             command = [PY, "-m", "bench.ws_django", "transfers", str(ctx.users_json), "2", "1", "1"]
-            made = run_source(command, ctx.env, 1, "the transfer")
+            made = finish_source(start_source(command, ctx.env), 1, "the transfer")
             sent = sum(made["expected_events_by_user"].values())
         else:
             schedule = ctx.workdir / "schedule-away.json"
             ctx.recordings[min(ctx.recordings)].write_schedule(schedule, [transfer])
             env = ws_socketio.server_env(ctx.env, 0, "")
-            sent = run_source(ws_socketio.publisher_command(schedule, 1), env, 1, "the publisher")[
-                "emitted"
-            ]
+            publisher = start_source(ws_socketio.publisher_command(schedule, 1), env)
+            sent = finish_source(publisher, 1, "the publisher")["emitted"]
         received = asyncio.run(_return(server.url, side, pair, hellos, wait))
     finally:
         server.stop()

@@ -10,7 +10,8 @@ same ``SECRET_KEY``, ``REDIS_URL`` and ``QUICKPE_REDIS_PREFIX`` as the daphne pr
     python -m bench.ws_django transfers USERS.json CONNECTED RATE SECONDS
         ``transfer_create`` (each in its own ``transaction.atomic``) at a steady RATE per second
         for SECONDS, from a funded user to a random other user among the first CONNECTED (all of
-        whom hold a connection). Prints one JSON line with what was committed.
+        whom hold a connection). Prints one JSON line when ready to start, and one with what
+        was committed at the end.
     python -m bench.ws_django record USERS.json CONNECTED COUNT OUT.json
         COUNT transfers between the same users as ``transfers`` with CONNECTED (the same
         random pattern, seeded by CONNECTED) as fast as they commit, then writes the frames
@@ -181,6 +182,9 @@ def transfers(users_path: str, connected: int, rate: float, seconds: float) -> i
     durations_ms, errors, late = [], {}, 0
     done = {"transfers": 0, "sender_events": 0, "recipient_events": 0}
     per_user: dict[int, int] = {}
+    # A first line when set up, so that a process started beside this one can start with it.
+    sys.stdout.write(json.dumps({"ready": True}) + "\n")
+    sys.stdout.flush()
     cpu0 = time.process_time()
     start = time.monotonic() + 0.2
     for number in range(total):
