@@ -929,6 +929,18 @@ def run_server(ctx: Context, side: str, levels: list[int], report: dict, tag: st
     """Start ``side``'s server and clients, measure ``levels`` (ascending, connections kept
     from one to the next), stop both. Levels the time budget does not allow are skipped."""
     settings = ctx.settings
+
+    def fits(level: int, held: int) -> bool:
+        rate = report["connect_rate"].get(side, 300.0)  # a cautious guess until measured
+        needed = (level - held) / rate + settings.duration + settings.drain / 2 + 8
+        if time.monotonic() - report["_started"] + needed <= settings.budget:
+            return True
+        report["skipped"].append(f"{side} {level}")
+        out(f"  skipping {side} at {level:,}: the {settings.budget:.0f}s budget would be passed")
+        return False
+
+    if not fits(levels[0], 0):
+        return []
     server = start_server(ctx, side, tag, probe=settings.probe and side == QUICKPE)
     nofile = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
     report["commands"][f"{side}_server"] = server.shown(nofile)
@@ -954,12 +966,8 @@ def run_server(ctx: Context, side: str, levels: list[int], report: dict, tag: st
             f"{server.label} RSS baseline {baseline / 2**20:.1f} MB"
         )
         held = 0
-        for level in levels:
-            rate = report["connect_rate"].get(side, 300.0)  # a cautious guess until measured
-            needed = (level - held) / rate + settings.duration + settings.drain / 2 + 8
-            if time.monotonic() - report["_started"] + needed > settings.budget:
-                report["skipped"].append(f"{side} {level}")
-                out(f"  skipping {level:,}: the {settings.budget:.0f}s budget would be passed")
+        for n, level in enumerate(levels):
+            if n > 0 and not fits(level, held):
                 continue
             row = run_level(
                 ctx,
