@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 # Start embedded PostgreSQL/Redis when DATABASE_URL/REDIS_URL are unset; stop them afterwards.
 WITH_SERVICES := $(PY) -m quickpe.embedded run --
 
-.PHONY: install run test fuzz lint format bench bench-compare bench-tools test-tools screenshots stop clean
+.PHONY: install run test fuzz lint format bench bench-compare bench-tools bench-socketio test-tools screenshots stop clean
 
 install: $(STAMP)
 
@@ -42,8 +42,10 @@ format: install
 	$(VENV)/bin/ruff format .
 
 # Every benchmark on the same services, each in its own database: transfers (bench.run),
-# WebSocket fan-out (bench.ws), statement exports (bench.exports), analytics (bench.analytics).
-# All run even when one misses its target; the exit status says whether any did.
+# WebSocket fan-out beside a Socket.IO reference (bench.ws), statement exports (bench.exports),
+# analytics (bench.analytics). All run even when one misses its target; the exit status says
+# whether any did. BENCH_WS_LEVELS=1000 for a quick WebSocket run, BENCH_WS_SERVERS=quickpe
+# (or socketio) for one side only; bench/ws.py lists every knob.
 BENCHES := run ws exports analytics
 bench: install bench-tools
 	$(WITH_SERVICES) sh -c 'status=0; for b in $(BENCHES); do \
@@ -75,8 +77,21 @@ command -v $(1) >/dev/null 2>&1 || { \
 endef
 
 # wrk drives the API with little CPU; without it bench.run falls back to a Python load generator.
-bench-tools:
+bench-tools: bench-socketio
 	@$(call apt_install,wrk,wrk,bench uses the Python load generator)
+
+# The Socket.IO reference bench.ws measures beside daphne (bench/socketio, Node 20): its pinned
+# packages from package-lock.json into the git-ignored bench/socketio/node_modules, again only
+# when the lock file changed. Without node or npm, bench.ws skips the reference and says so.
+SIO_DIR := bench/socketio
+bench-socketio:
+	@if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then \
+	  echo "node/npm not found: bench.ws skips the Socket.IO reference (QuickPe's numbers still print)"; \
+	elif [ ! $(SIO_DIR)/node_modules/.package-lock.json -nt $(SIO_DIR)/package-lock.json ]; then \
+	  echo "npm ci in $(SIO_DIR)"; \
+	  (cd $(SIO_DIR) && npm ci --no-audit --no-fund --loglevel=error) \
+	    || echo "npm ci failed: bench.ws skips the Socket.IO reference"; \
+	fi
 
 # Chromium (Debian's, driven by Playwright) for the browser tests; nginx for the test of the
 # shipped deploy/ config.

@@ -7,6 +7,7 @@ or, without wrk, ``bench.loadgen``. Results are printed and written to ``bench/r
 
 ``bench.ws`` (run after it by ``make bench``) holds 1,000, 5,000 and 10,000 authenticated
 WebSocket connections on one daphne process (clients: ``bench.ws_client``) while transfers run
-(``bench.ws_django``), and reports memory per connection, delivery latency from commit to
-client and lost events (``bench/results/ws-*.json``).
+(``bench.ws_django``), and the same on a Socket.IO reference (``bench/socketio``, Node), and
+reports memory and CPU per connection and per event, delivery latency, lost events and the
+ratios between the two (``bench/results/ws-*.json``).
 """

@@ -1,39 +1,77 @@
 """``make bench``, WebSocket part: how many event-stream connections one daphne process holds,
-what each costs in memory, and how fast events get from a commit to the client.
+what each costs in memory and CPU, and how fast events get from a commit to the client, side by
+side with a Socket.IO reference measured the same way in the same run.
 
 Runs under ``quickpe.embedded run`` (DATABASE_URL/REDIS_URL set), after ``bench.run``:
 
 1. A fresh database ``quickpe_bench_ws`` on the same server (``quickpe`` is never touched),
    migrated, with max(BENCH_WS_LEVELS) users: the first BENCH_WS_SENDERS signed up and funded
    through the services, the rest bulk-inserted; an access token per user (``bench.ws_django``).
-2. ONE daphne process on a free 127.0.0.1 port with the options ``make run`` gives it
-   (``quickpe.daphne_tuning``), its file-descriptor limit raised, on that database, the same
-   Redis and a Redis prefix of its own.
-3. BENCH_WS_CLIENT_PROCS client processes (``bench.ws_client``) sharing the users: a warm-up
-   (a few connections opened and closed), then daphne's RSS as the baseline.
-4. For each level N (ascending; the connections of a level stay open for the next): connect
-   until N users hold one authenticated connection each (BENCH_WS_CONNECT_CONCURRENCY at a
-   time), note daphne's RSS and idle CPU, then run ``transfer_create`` from another process
-   (``bench.ws_django transfers``) at BENCH_WS_RATE per second for BENCH_WS_DURATION seconds
-   between users who hold connections. Every event id each user should get, taken from the
-   database (``notifications_eventstream.last_seq`` before and after), is compared with the ids
-   the clients received: lost, duplicated, unexpected, out of order. Latency = receive time -
-   the frame's ``ts`` (the event's ``created_at``, set just before commit; same clock).
-5. A table with the commands, PASS/FAIL against the target (10,000 connections on one process,
-   p99 delivery < 100 ms, nothing lost) and everything as JSON in bench/results/ws-*.json.
+   For the reference, each level's transfers recorded (``bench.ws_socketio``).
+2. Per level, each server in turn on a free 127.0.0.1 port, started afresh (its file-descriptor
+   limit raised; the same Redis, a Redis prefix of this run's own), with BENCH_WS_CLIENT_PROCS
+   client processes (``bench.ws_client``, the same harness for both) sharing the users; a
+   warm-up (a few connections opened and closed), then the server's RSS as the baseline.
+   The order alternates per level (QuickPe first, then the reference first, ...) so that a
+   drift of the machine's speed does not favour one. With one server only, it is started once
+   and the connections of a level stay open for the next.
 
-Knobs (defaults in brackets): BENCH_WS_LEVELS [1000,5000,10000], BENCH_WS_DURATION [15] seconds
-of transfers per level, BENCH_WS_RATE [30] transfers/s, BENCH_WS_SENDERS [200],
-BENCH_WS_CLIENT_PROCS [2], BENCH_WS_CONNECT_CONCURRENCY [200], BENCH_WS_DRAIN [10] seconds to
-wait for the last frames, BENCH_WS_BUDGET [300] seconds, BENCH_WS_DATABASE [quickpe_bench_ws],
-BENCH_WS_PROBE [0]: 1 runs daphne through ``bench.ws_daphne`` (the same daphne, plus an
-event-loop lag sampler, GC pause log and timers on daphne's per-second sweeps over every
-connection) and reports, per level, the stalls, how many slow frames they explain and the
-objects young collections promoted, and at the end what one full collection costs;
-BENCH_WS_GC_FREEZE_EVERY [unset]: an experiment (implies the probe) that calls gc.freeze() in
-daphne every so many seconds.
+   - ``quickpe``: ONE daphne with the options ``make run`` gives it
+     (``quickpe.daphne_tuning``), on that database.
+   - ``socketio``: ONE Node process (``bench/socketio/server.js``): Socket.IO 4, the Redis
+     adapter on the same Redis, the same access tokens verified (HS256, same key), a room per
+     user. Skipped with a message when node or its packages are missing.
+3. Each level N: connect until N users hold one authenticated connection each
+   (BENCH_WS_CONNECT_CONCURRENCY at a time; connections accepted per second and server CPU per
+   handshake), note the server's RSS and idle CPU, then make events for BENCH_WS_DURATION
+   seconds at BENCH_WS_RATE transfers per second between users who hold connections:
+
+   - QuickPe: ``transfer_create`` from another process (``bench.ws_django transfers``); every
+     event id each user should get, taken from the database
+     (``notifications_eventstream.last_seq`` before and after), is compared with the ids the
+     clients received. Latency = receive time - the frame's ``ts`` (the event's
+     ``created_at``, set just before commit; same clock).
+   - Socket.IO: ``bench/socketio/publisher.js`` emits the frames the same transfers made in
+     QuickPe (recorded in step 1: same users, same 7 events per transfer, same payloads) at
+     the same rate to the users' rooms through Redis (@socket.io/redis-emitter), ``ts`` set
+     just before each emit. "Lost" = an event the publisher emitted for a connected user that
+     the user's client never got (by the ids in the frames).
+
+   Both: lost, duplicated, unexpected, out of order; delivery p50/p95/p99; memory per
+   connection ((RSS - RSS after warm-up) / connections); server CPU per delivered event (the
+   server's CPU time in the event phase minus its idle rate over the same time, / events
+   delivered).
+4. With BENCH_WS_AWAY (default on): "replay while away", per server: two users connect and
+   leave, one transfer's events are sent, they reconnect (QuickPe: resuming from the last id
+   its hello gave) and the events that reach them are counted.
+5. A table with the commands, PASS/FAIL of QuickPe against its target (10,000 connections on
+   one process, p99 delivery < 100 ms, nothing lost), the ratios QuickPe / Socket.IO per level
+   and one line per level for scripts (``bench.ws_report``):
+
+       ws-vs-socketio connections=N p99_ratio=X mem_ratio=Y cpu_event_ratio=Z accept_ratio=W lost=L
+
+   where the ratios are QuickPe's value over Socket.IO's (delivery p99, KB per connection, CPU
+   ms per delivered event, connections accepted per second) and L is QuickPe's lost +
+   duplicated + out-of-order events at that level (the reference's own are in the table).
+   Everything also as JSON in bench/results/ws-*.json.
+
+Knobs (defaults in brackets): BENCH_WS_LEVELS [1000,5000,10000] (e.g. 1000 for a quick run),
+BENCH_WS_SERVERS [quickpe,socketio] (one of them alone: only QuickPe or only the reference),
+BENCH_WS_DURATION [15] seconds of events per level, BENCH_WS_RATE [30] transfers/s (7 events
+each), BENCH_WS_SENDERS [200], BENCH_WS_CLIENT_PROCS [2], BENCH_WS_CONNECT_CONCURRENCY [200],
+BENCH_WS_DRAIN [10] seconds to wait for the last frames, BENCH_WS_BUDGET [900] seconds,
+BENCH_WS_AWAY [1], BENCH_WS_AWAY_WAIT [3] seconds, BENCH_WS_SIO_TRANSFERS [0]: 1 runs
+QuickPe's transfer driver beside the publisher in the reference's event phase, so that the
+machine carries the same database work in both phases (its events reach no one),
+BENCH_WS_DATABASE [quickpe_bench_ws], BENCH_WS_PROBE [0]: 1 runs daphne through
+``bench.ws_daphne`` (the same daphne, plus an event-loop lag sampler, GC pause log and timers on
+daphne's per-second sweeps over every connection) and reports, per level, the stalls, how many
+slow frames they explain and the objects young collections promoted, and at the end what one
+full collection costs; BENCH_WS_GC_FREEZE_EVERY [unset]: an experiment (implies the probe)
+that calls gc.freeze() in daphne every so many seconds.
 """
 
+import asyncio
 import contextlib
 import fcntl
 import json
@@ -51,6 +89,7 @@ from pathlib import Path
 
 import psutil
 
+from bench import ws_report, ws_socketio
 from bench.run import (
     BASE_DIR,
     LIMITS_ENV,
@@ -64,12 +103,11 @@ from bench.run import (
     proc_cpu_seconds,
     recreate_database,
     show_command,
-    table,
 )
+from bench.ws_client import MODES, QUICKPE, SOCKETIO, next_event, open_stream
+from bench.ws_report import TARGET_P99_MS
 from quickpe.daphne_tuning import DAPHNE_OPTIONS
 
-TARGET_CONNECTIONS = 10_000
-TARGET_P99_MS = 100.0
 FD_HEADROOM = 4096  # beyond one descriptor per connection: Redis, PostgreSQL, pipes, logs
 
 
@@ -85,11 +123,15 @@ class Settings:
     budget: float
     database: str
     probe: bool
+    servers: list[str]
+    away: bool
+    sio_transfers: bool
 
     @classmethod
     def from_env(cls) -> "Settings":
         env = os.environ
         levels = sorted({int(v) for v in env.get("BENCH_WS_LEVELS", "1000,5000,10000").split(",")})
+        servers = [v.strip() for v in env.get("BENCH_WS_SERVERS", "quickpe,socketio").split(",")]
         settings = cls(
             levels=levels,
             duration=float(env.get("BENCH_WS_DURATION", "15")),
@@ -98,13 +140,18 @@ class Settings:
             client_procs=int(env.get("BENCH_WS_CLIENT_PROCS", "2")),
             connect_concurrency=int(env.get("BENCH_WS_CONNECT_CONCURRENCY", "200")),
             drain=float(env.get("BENCH_WS_DRAIN", "10")),
-            budget=float(env.get("BENCH_WS_BUDGET", "300")),
+            budget=float(env.get("BENCH_WS_BUDGET", "900")),
             database=env.get("BENCH_WS_DATABASE", "quickpe_bench_ws"),
             probe=env.get("BENCH_WS_PROBE", "0").lower() in ("1", "true", "yes")
             or bool(env.get("BENCH_WS_GC_FREEZE_EVERY")),
+            servers=list(dict.fromkeys(servers)),
+            away=env.get("BENCH_WS_AWAY", "1").lower() in ("1", "true", "yes"),
+            sio_transfers=env.get("BENCH_WS_SIO_TRANSFERS", "0").lower() in ("1", "true", "yes"),
         )
         if not levels or levels[0] < 2:
             raise SystemExit("BENCH_WS_LEVELS: each level needs at least 2 connections")
+        if not servers or not set(servers) <= set(MODES):
+            raise SystemExit(f"BENCH_WS_SERVERS: a comma-separated list of {', '.join(MODES)}")
         return settings
 
     @property
@@ -177,30 +224,27 @@ def stop_all() -> None:
         stop(process)
 
 
-class Daphne:
-    def __init__(self, env: dict[str, str], log_path: Path, probe_path: Path | None = None):
-        self.env, self.log_path, self.probe_path = env, log_path, probe_path
-        if probe_path is not None:
-            self.env = {**env, "BENCH_WS_PROBE_FILE": str(probe_path)}
+class ServerProcess:
+    """One server under test, alone on a free port of 127.0.0.1, in a session of its own."""
+
+    side = ""  # quickpe or socketio
+    label = ""  # the process, as the report names it
+    probe_path: Path | None = None
+
+    def __init__(self, env: dict[str, str], log_path: Path):
+        self.env, self.log_path = env, log_path
         self.port = free_port()
-        while self.port == 8001:
+        while self.port == 8001:  # make run's daphne
             self.port = free_port()
-        self.command = [
-            PY,
-            "-m",
-            "bench.ws_daphne" if probe_path is not None else "daphne",
-            "-b",
-            "127.0.0.1",
-            "-p",
-            str(self.port),
-            *DAPHNE_OPTIONS,  # as `make run` runs it
-            "quickpe.asgi:application",
-        ]
+        self.command: list[str] = []
         self.process: subprocess.Popen | None = None
 
     @property
     def url(self) -> str:
-        return f"ws://127.0.0.1:{self.port}/ws/events/"
+        raise NotImplementedError
+
+    def shown(self, nofile: int) -> str:
+        raise NotImplementedError
 
     def start(self, timeout: float = 60) -> None:
         self.log = open(self.log_path, "ab")  # noqa: SIM115 - closed in stop()
@@ -209,11 +253,11 @@ class Daphne:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
-                raise RuntimeError(f"daphne exited early; see {self.log_path}")
+                raise RuntimeError(f"{self.label} exited early; see {self.log_path}")
             if self.listening():
                 return
             time.sleep(0.2)
-        raise RuntimeError(f"daphne did not listen within {timeout}s; see {self.log_path}")
+        raise RuntimeError(f"{self.label} did not listen within {timeout}s; see {self.log_path}")
 
     def listening(self) -> bool:
         import socket
@@ -228,7 +272,7 @@ class Daphne:
         return proc_cpu_seconds(self.process.pid) or 0.0
 
     def established(self) -> int:
-        """Server side: TCP connections of daphne's listening port that are ESTABLISHED."""
+        """Server side: TCP connections of the listening port that are ESTABLISHED."""
         return sum(
             1
             for conn in self.ps.net_connections(kind="tcp")
@@ -237,6 +281,54 @@ class Daphne:
 
     def nofile(self) -> tuple[int, int]:
         return self.ps.rlimit(psutil.RLIMIT_NOFILE)
+
+    def threads(self) -> int:
+        return self.ps.num_threads()
+
+    def tracked_objects(self, timeout: float = 20) -> dict | None:
+        return None
+
+    def full_collection(self, timeout: float = 20) -> dict | None:
+        return None
+
+    def stop(self) -> None:
+        stop(self.process)
+        if self.process is not None:
+            self.log.close()
+
+
+class Daphne(ServerProcess):
+    side, label = QUICKPE, "daphne"
+
+    def __init__(self, env: dict[str, str], log_path: Path, probe_path: Path | None = None):
+        super().__init__(env, log_path)
+        self.probe_path = probe_path
+        if probe_path is not None:
+            self.env = {**env, "BENCH_WS_PROBE_FILE": str(probe_path)}
+        self.command = [
+            PY,
+            "-m",
+            "bench.ws_daphne" if probe_path is not None else "daphne",
+            "-b",
+            "127.0.0.1",
+            "-p",
+            str(self.port),
+            *DAPHNE_OPTIONS,  # as `make run` runs it
+            "quickpe.asgi:application",
+        ]
+
+    @property
+    def url(self) -> str:
+        return f"ws://127.0.0.1:{self.port}/ws/events/"
+
+    def shown(self, nofile: int) -> str:
+        return (
+            show_command(
+                ["python", *self.command[1:]],
+                {"DATABASE_URL": "<quickpe_bench_ws>", "QUICKPE_REDIS_PREFIX": "<unique>"},
+            )
+            + f" (RLIMIT_NOFILE {nofile})"
+        )
 
     def tracked_objects(self, timeout: float = 20) -> dict | None:
         """With the probe: the objects daphne's cycle collector tracks (SIGUSR1, then read the
@@ -271,22 +363,43 @@ class Daphne:
             time.sleep(0.1)
         return None
 
-    def threads(self) -> int:
-        return self.ps.num_threads()
 
-    def stop(self) -> None:
-        stop(self.process)
-        if self.process is not None:
-            self.log.close()
+class SocketIOServer(ServerProcess):
+    side, label = SOCKETIO, "node"
+
+    def __init__(self, env: dict[str, str], log_path: Path):
+        super().__init__(env, log_path)
+        # simplejwt signs with JWT_SIGNING_KEY, or SECRET_KEY without one (quickpe.settings).
+        key = env.get("JWT_SIGNING_KEY") or env["SECRET_KEY"]
+        self.env = ws_socketio.server_env(env, self.port, key)
+        self.command = [ws_socketio.node(), str(ws_socketio.SERVER_JS)]
+
+    @property
+    def url(self) -> str:
+        return f"ws://127.0.0.1:{self.port}/socket.io/?EIO=4&transport=websocket"
+
+    def shown(self, nofile: int) -> str:
+        return (
+            show_command(
+                ["node", str(ws_socketio.SERVER_JS.relative_to(BASE_DIR))],
+                {
+                    "SIO_PORT": str(self.port),
+                    "SIO_REDIS_URL": "<REDIS_URL>",
+                    "SIO_REDIS_KEY": "<unique>",
+                    "SIO_JWT_KEY": "<SECRET_KEY>",
+                },
+            )
+            + f" (RLIMIT_NOFILE {nofile})"
+        )
 
 
 class ClientProcesses:
     """``bench.ws_client`` processes, each holding every n-th user's connection."""
 
-    def __init__(self, count: int, url: str, users_json: Path, env: dict[str, str]):
+    def __init__(self, count: int, url: str, users_json: Path, env: dict[str, str], mode: str):
         self.processes = [
             spawn(
-                [PY, "-m", "bench.ws_client", url, str(users_json), str(index), str(count)],
+                [PY, "-m", "bench.ws_client", url, str(users_json), str(index), str(count), mode],
                 env,
                 stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE,
@@ -296,7 +409,7 @@ class ClientProcesses:
             for index in range(count)
         ]
         self.shown = show_command(
-            ["python", "-m", "bench.ws_client", url, "<users.json>", "<index>", str(count)]
+            ["python", "-m", "bench.ws_client", url, "<users.json>", "<index>", str(count), mode]
         )
 
     @property
@@ -387,32 +500,33 @@ def compare(before: dict[int, int], after: dict[int, int], received: dict[int, l
 
 
 class Window:
-    """CPU seconds of daphne, the clients and the whole machine over a stretch of time."""
+    """CPU seconds of the server, the clients and the whole machine over a stretch of time."""
 
-    def __init__(self, daphne: Daphne, clients: ClientProcesses):
-        self.daphne, self.clients = daphne, clients
+    def __init__(self, server: ServerProcess, clients: ClientProcesses):
+        self.server, self.clients = server, clients
         self.wall_started = time.time()
         self.started = time.monotonic()
-        self.daphne0, self.clients0 = daphne.cpu(), clients.cpu()
+        self.server0, self.clients0 = server.cpu(), clients.cpu()
         self.machine0 = machine_jiffies()
 
     def result(self) -> dict:
         elapsed = max(time.monotonic() - self.started, 1e-6)
         busy0, total0 = self.machine0
         busy1, total1 = machine_jiffies()
-        daphne_cpu = self.daphne.cpu() - self.daphne0
+        server_cpu = self.server.cpu() - self.server0
         clients_cpu = self.clients.cpu() - self.clients0
         machine = (busy1 - busy0) / (total1 - total0) * os.cpu_count() if total1 > total0 else None
         return {
             "wall": [round(self.wall_started, 3), round(time.time(), 3)],
-            "elapsed_s": round(elapsed, 2),
-            "daphne_cpu_s": round(daphne_cpu, 2),
-            "daphne_cores": round(daphne_cpu / elapsed, 2),
+            "elapsed_s": round(elapsed, 3),
+            "server_cpu_s": round(server_cpu, 3),
+            "server_cores": round(server_cpu / elapsed, 3),
             "clients_cpu_s": round(clients_cpu, 2),
             "clients_cores": round(clients_cpu / elapsed, 2),
             "machine_busy_cores": round(machine, 2) if machine is not None else None,
-            # The transfer driver, PostgreSQL, Redis, and whatever else runs on the machine.
-            "rest_cores": round(machine - (daphne_cpu + clients_cpu) / elapsed, 2)
+            # The event source (transfer driver or publisher), PostgreSQL, Redis, and whatever
+            # else runs on the machine.
+            "rest_cores": round(machine - (server_cpu + clients_cpu) / elapsed, 2)
             if machine is not None
             else None,
             "load_avg_1m": round(os.getloadavg()[0], 2),
@@ -485,23 +599,137 @@ def probe_summary(records: list[dict], samples: list[list[float]] | None = None)
 # --- One level ----------------------------------------------------------------------------
 
 
+@dataclass
+class Context:
+    """What every level of a run shares."""
+
+    settings: Settings
+    bench: Database
+    env: dict[str, str]
+    users: list[dict]
+    users_json: Path
+    workdir: Path
+    recordings: dict[int, ws_socketio.Recording]
+
+
+@dataclass
+class Events:
+    """An event phase's outcome: what the source made and which ids each user should have."""
+
+    source: dict  # the driver's or publisher's JSON line
+    command: str
+    before: dict[int, int]  # per user of the level: ids after this were made in the phase
+    after: dict[int, int]  # per user of the level: the last id made in the phase
+    planned: dict[int, int]  # per user: how many events the source says it made
+
+
+def transfers_command(ctx: Context, level: int) -> tuple[list[str], str]:
+    settings = ctx.settings
+    command = [
+        PY,
+        "-m",
+        "bench.ws_django",
+        "transfers",
+        str(ctx.users_json),
+        str(level),
+        f"{settings.rate:g}",
+        f"{settings.duration:g}",
+    ]
+    shown = show_command(
+        ["python", *command[1:4], "<users.json>", *command[5:]],
+        {"DATABASE_URL": "<quickpe_bench_ws>"},
+    )
+    return command, shown
+
+
+def drive_quickpe(ctx: Context, level: int) -> Events:
+    """``transfer_create`` at the rate for the duration; the streams' positions around it."""
+    level_ids = [user["id"] for user in ctx.users[:level]]
+    before = stream_positions(ctx.bench, level_ids)
+    command, shown = transfers_command(ctx, level)
+    out(f"$ {shown}")
+    driver = start_source(command, ctx.env)
+    result = finish_source(driver, ctx.settings.duration, "the transfer driver")
+    return Events(
+        source={k: v for k, v in result.items() if k != "expected_events_by_user"},
+        command=shown,
+        before=before,
+        after=stream_positions(ctx.bench, level_ids),
+        planned={int(k): v for k, v in result["expected_events_by_user"].items()},
+    )
+
+
+def drive_socketio(ctx: Context, level: int) -> Events:
+    """The level's recorded frames emitted at the same rate by the publisher."""
+    settings = ctx.settings
+    recording = ctx.recordings[level]
+    schedule = ctx.workdir / f"schedule-{level}.json"
+    recording.write_schedule(schedule)
+    command = ws_socketio.publisher_command(schedule, settings.rate)
+    shown = show_command(
+        ["node", str(ws_socketio.PUBLISHER_JS.relative_to(BASE_DIR)), "<schedule.json>"]
+        + command[3:],
+        {"SIO_REDIS_URL": "<REDIS_URL>", "SIO_REDIS_KEY": "<unique>"},
+    )
+    out(f"$ {shown}")
+    beside = None
+    if settings.sio_transfers:
+        # The same database work on the machine as in QuickPe's phase; its events and
+        # doorbells reach no one (no daphne runs now).
+        transfers, transfers_shown = transfers_command(ctx, level)
+        out(f"$ {transfers_shown}  (beside it: the machine's load of QuickPe's phase)")
+        beside = start_source(transfers, ctx.env)
+        beside.stdout.readline()  # set up: the publisher starts with its transfers
+    env = ws_socketio.server_env(ctx.env, 0, "")
+    result = finish_source(start_source(command, env), settings.duration, "the publisher")
+    if beside is not None:
+        made = finish_source(beside, settings.duration, "the transfer driver")
+        result["transfers_beside"] = {
+            k: v for k, v in made.items() if k != "expected_events_by_user"
+        }
+    level_ids = [user["id"] for user in ctx.users[:level]]
+    first = recording.before()
+    emitted = {int(k): v for k, v in result.pop("emitted_by_user").items()}
+    before = {user_id: first.get(user_id, 0) for user_id in level_ids}
+    return Events(
+        source=result,
+        command=shown,
+        before=before,
+        after={user_id: before[user_id] + emitted.get(user_id, 0) for user_id in level_ids},
+        planned={user_id: len(ids) for user_id, ids in recording.events_by_user().items()},
+    )
+
+
+def start_source(command: list[str], env: dict[str, str]) -> subprocess.Popen:
+    return spawn(command, env, stdout=subprocess.PIPE, text=True)
+
+
+def finish_source(process: subprocess.Popen, duration: float, name: str) -> dict:
+    """The JSON line an event source prints when it is done."""
+    try:
+        stdout, _ = process.communicate(timeout=duration + 120)
+    except subprocess.TimeoutExpired:
+        stop(process)
+        raise RuntimeError(f"{name} did not finish in time") from None
+    if process.returncode != 0 or not stdout.strip():
+        raise RuntimeError(f"{name} failed (exit {process.returncode})")
+    return json.loads(stdout.strip().splitlines()[-1])
+
+
 def run_level(
-    settings: Settings,
+    ctx: Context,
     level: int,
     *,
-    daphne: Daphne,
+    server: ServerProcess,
     clients: ClientProcesses,
-    bench: Database,
-    env: dict[str, str],
-    users: list[dict],
-    users_json: Path,
     baseline_rss: int,
     baseline_objects: dict | None,
 ) -> dict:
-    row: dict = {"level": level}
-    out(f"\n--- {level:,} connections")
-    # Connect (the previous level's connections stay open).
-    window = Window(daphne, clients)
+    settings, name = ctx.settings, server.label
+    row: dict = {"level": level, "server": server.side}
+    out(f"\n--- {level:,} connections: {ws_report.TITLES[server.side]}")
+    # Connect (with one server only, the previous level's connections stay open).
+    window = Window(server, clients)
     per_client = max(settings.connect_concurrency // settings.client_procs, 1)
     answers = clients.ask({"cmd": "connect", "upto": level, "concurrency": per_client})
     connect = window.result()
@@ -516,14 +744,18 @@ def run_level(
         "new": new,
         "failed": failed,
         "rate_per_s": round(new / connect["elapsed_s"], 1),
+        "server_cpu_ms_per_handshake": round(connect["server_cpu_s"] * 1000 / new, 3)
+        if new
+        else None,
     }
     out(
         f"  connected {new:,} more in {connect['elapsed_s']:.1f}s "
         f"({row['connect']['rate_per_s']:,.0f}/s, concurrency {settings.connect_concurrency}); "
-        f"failed {failed or 0}; daphne {connect['daphne_cores']} cores, clients "
+        f"failed {failed or 0}; {name} {connect['server_cores']} cores "
+        f"({row['connect']['server_cpu_ms_per_handshake']} ms CPU per handshake), clients "
         f"{connect['clients_cores']} cores, machine {connect['machine_busy_cores']}"
     )
-    objects = daphne.tracked_objects()
+    objects = server.tracked_objects()
     if objects is not None and baseline_objects is not None:
         row["gc_tracked_objects"] = objects["count"]
         per = (objects["count"] - baseline_objects["count"]) / max(held, 1)
@@ -546,64 +778,39 @@ def run_level(
         )
         time.sleep(1)
     # Idle: RSS settles, and what holding N idle connections costs in CPU.
-    idle = Window(daphne, clients)
+    idle = Window(server, clients)
     time.sleep(3)
     row["idle"] = idle.result()
-    if daphne.probe_path is not None:
-        row["idle"]["probe"] = probe_summary(probe_records(daphne.probe_path, *row["idle"]["wall"]))
-    rss = daphne.rss()
+    if server.probe_path is not None:
+        row["idle"]["probe"] = probe_summary(probe_records(server.probe_path, *row["idle"]["wall"]))
+    rss = server.rss()
     row["held_before"] = held
-    row["server_established"] = daphne.established()
-    row["daphne_rss_mb"] = round(rss / 2**20, 1)
-    row["daphne_rss_delta_mb"] = round((rss - baseline_rss) / 2**20, 1)
+    row["server_established"] = server.established()
+    row["server_rss_mb"] = round(rss / 2**20, 1)
+    row["server_rss_delta_mb"] = round((rss - baseline_rss) / 2**20, 1)
     row["kb_per_connection"] = round((rss - baseline_rss) / 1024 / held, 1) if held else None
-    row["daphne_threads"] = daphne.threads()
+    row["server_threads"] = server.threads()
     out(
-        f"  held {held:,} (daphne sees {row['server_established']:,} established); daphne RSS "
-        f"{row['daphne_rss_mb']} MB (+{row['daphne_rss_delta_mb']} MB over the baseline) = "
-        f"{row['kb_per_connection']} KB per connection; idle CPU: daphne "
-        f"{row['idle']['daphne_cores']} cores, clients {row['idle']['clients_cores']}"
+        f"  held {held:,} ({name} sees {row['server_established']:,} established); {name} RSS "
+        f"{row['server_rss_mb']} MB (+{row['server_rss_delta_mb']} MB over the baseline) = "
+        f"{row['kb_per_connection']} KB per connection; idle CPU: {name} "
+        f"{row['idle']['server_cores']} cores, clients {row['idle']['clients_cores']}"
     )
 
-    # Transfers among users who hold a connection.
-    # Events are expected on the connections open when the transfers start (a connection that
-    # closes during the phase loses what it misses); the driver's recipients are all first-N
-    # users, so a user whose connect failed is simply not expected to receive anything.
-    level_ids = [user["id"] for user in users[:level]]
+    # Events for users who hold a connection. They are expected on the connections open when
+    # the phase starts (a connection that closes during it loses what it misses); every
+    # recipient is among the first N users, so a user whose connect failed is simply not
+    # expected to receive anything.
     connected_ids = sorted(
         {user_id for answer in clients.ask({"cmd": "reset"}) for user_id in answer["open_ids"]}
     )
     row["held_at_start"] = len(connected_ids)
-    before = stream_positions(bench, level_ids)
-    command = [
-        PY,
-        "-m",
-        "bench.ws_django",
-        "transfers",
-        str(users_json),
-        str(level),
-        f"{settings.rate:g}",
-        f"{settings.duration:g}",
-    ]
-    row["transfers_command"] = show_command(
-        ["python", *command[1:4], "<users.json>", *command[5:]],
-        {"DATABASE_URL": "<quickpe_bench_ws>"},
-    )
-    out(f"$ {row['transfers_command']}")
-    window = Window(daphne, clients)
-    driver = spawn(command, env, stdout=subprocess.PIPE, text=True)
-    try:
-        stdout, _ = driver.communicate(timeout=settings.duration + 120)
-    except subprocess.TimeoutExpired:
-        stop(driver)
-        raise RuntimeError("the transfer driver did not finish in time") from None
-    if driver.returncode != 0 or not stdout.strip():
-        raise RuntimeError(f"the transfer driver failed (exit {driver.returncode})")
-    result = json.loads(stdout.strip().splitlines()[-1])
-    everyone = stream_positions(bench, level_ids)
-    after = {user_id: everyone[user_id] for user_id in connected_ids}
-    expected_total = sum(after[u] - before[u] for u in connected_ids)
-    # Drain: wait until the clients have every frame the database says they should (or time).
+    window = Window(server, clients)
+    events = (drive_quickpe if server.side == QUICKPE else drive_socketio)(ctx, level)
+    row["events_command"] = events.command
+    after = {user_id: events.after[user_id] for user_id in connected_ids}
+    expected_total = sum(after[u] - events.before[u] for u in connected_ids)
+    # Drain: wait until the clients have every frame they should (or time).
     drain_started = time.monotonic()
     while True:
         frames = sum(answer["frames"] for answer in clients.ask({"cmd": "count"}))
@@ -611,17 +818,19 @@ def run_level(
             break
         time.sleep(0.1)
     row["drain_s"] = round(time.monotonic() - drain_started, 2)
-    row["transfer_phase"] = window.result()
+    row["event_phase"] = window.result()
     collected = clients.ask({"cmd": "collect"})
     received: dict[int, list[int]] = {}
     samples: list[list[float]] = []
     closed: dict[str, int] = {}
     other: dict[str, int] = {}
     client_gc: list[list[float]] = []
+    frame_bytes = 0
     for answer in collected:
         client_gc += answer["gc_gen2"]
         received.update({int(user): ids for user, ids in answer["received"].items()})
         samples += answer["latencies"]
+        frame_bytes += answer["frame_bytes"]
         for reason, count in answer["closed"].items():
             closed[reason] = closed.get(reason, 0) + count
         for kind, count in answer["other_frames"].items():
@@ -630,195 +839,261 @@ def run_level(
     row["closed_by_server"] = closed
     row["other_frames"] = other
     row["client_gc_gen2_ms"] = sorted(ms for _at, ms in client_gc)
-    row["driver"] = {k: v for k, v in result.items() if k != "expected_events_by_user"}
-    row["events"] = compare(before, after, received)
-    # What the driver says it caused must be what the database holds.
-    by_user = {int(k): v for k, v in result["expected_events_by_user"].items()}
-    row["events"]["matches_driver"] = all(
-        everyone[u] - before[u] == by_user.get(u, 0) for u in level_ids
+    row["source"] = events.source
+    row["events"] = compare(events.before, after, received)
+    row["events"]["frame_bytes_mean"] = round(frame_bytes / len(samples), 1) if samples else None
+    # What the source says it made must be what the streams (or the recording) hold.
+    level_ids = [user["id"] for user in ctx.users[:level]]
+    row["events"]["matches_source"] = all(
+        events.after[u] - events.before[u] == events.planned.get(u, 0) for u in level_ids
     )
     row["events"]["for_users_without_a_connection"] = sum(
-        everyone[u] - before[u] for u in level_ids if u not in after
+        events.after[u] - events.before[u] for u in level_ids if u not in after
     )
-    row["events"]["expected_from_transfers"] = 7 * result["transfers"]
-    if not row["events"]["matches_driver"]:
+    if not row["events"]["matches_source"]:
         out(
-            "  WARNING: the event streams grew by more than this level's transfers: something "
-            "else writes to the bench database (another bench.ws run?); these numbers are void"
+            "  WARNING: the events made differ from what the source planned (another bench.ws "
+            "run writing to the bench database?); these numbers are void"
         )
     row["latency_ms"] = percentiles([ms for _at, ms in samples])
-    if daphne.probe_path is not None:
-        start, end = row["transfer_phase"]["wall"]
-        row["probe"] = probe_summary(probe_records(daphne.probe_path, start - 1, end), samples)
-    row["daphne_rss_after_mb"] = round(daphne.rss() / 2**20, 1)
-    events, latency, phase = row["events"], row["latency_ms"], row["transfer_phase"]
-    delivered = max(events["received"], 1)
-    row["daphne_cpu_ms_per_event"] = round(phase["daphne_cpu_s"] * 1000 / delivered, 3)
+    if server.probe_path is not None:
+        start, end = row["event_phase"]["wall"]
+        row["probe"] = probe_summary(probe_records(server.probe_path, start - 1, end), samples)
+    row["server_rss_after_mb"] = round(server.rss() / 2**20, 1)
+    counts, latency, phase = row["events"], row["latency_ms"], row["event_phase"]
+    delivered = max(counts["received"], 1)
+    # Over the server's idle rate: holding N connections costs CPU with no event at all
+    # (daphne's per-second sweeps, keep-alive timers), which is not the events' cost.
+    busy = phase["server_cpu_s"] - row["idle"]["server_cores"] * phase["elapsed_s"]
+    row["cpu_ms_per_event"] = round(max(busy, 0.0) * 1000 / delivered, 3)
+    row["cpu_ms_per_event_with_idle"] = round(phase["server_cpu_s"] * 1000 / delivered, 3)
     row["pass"] = (
         row["held_after"] == level
-        and events["lost"] == 0
-        and events["duplicates"] == 0
-        and events["unexpected"] == 0
-        and events["out_of_order"] == 0
+        and counts["lost"] == 0
+        and counts["duplicates"] == 0
+        and counts["unexpected"] == 0
+        and counts["out_of_order"] == 0
         and latency["p99"] is not None
         and latency["p99"] < TARGET_P99_MS
     )
+    source = events.source
+    made = (
+        f"{source['transfers']} transfers ({source['rate_achieved']}/s, errors "
+        f"{source['errors'] or 0}, commit p50 {source['tx_ms']['p50']} ms)"
+        if server.side == QUICKPE
+        else f"{source['emitted']} frames of {source['transfers']} recorded transfers "
+        f"({source['rate_achieved']} transfers/s, publisher {source['cpu_s']} s CPU)"
+    )
     out(
-        f"  -> {result['transfers']} transfers ({result['rate_achieved']}/s, errors "
-        f"{result['errors'] or 0}, commit p50 {result['tx_ms']['p50']} ms); events expected "
-        f"{events['expected']}, received {events['received']}, lost {events['lost']}, duplicates "
-        f"{events['duplicates']}, unexpected {events['unexpected']}, out of order "
-        f"{events['out_of_order']}"
+        f"  -> {made}; events expected {counts['expected']}, received {counts['received']}, "
+        f"lost {counts['lost']}, duplicates {counts['duplicates']}, unexpected "
+        f"{counts['unexpected']}, out of order {counts['out_of_order']}"
         + (
-            f" (plus {events['for_users_without_a_connection']} for users without a connection)"
-            if events["for_users_without_a_connection"]
+            f" (plus {counts['for_users_without_a_connection']} for users without a connection)"
+            if counts["for_users_without_a_connection"]
             else ""
         )
         + f"; latency p50 {latency['p50']} / p95 {latency['p95']} / p99 "
         f"{latency['p99']} / max {latency['max']} ms"
     )
     out(
-        f"     held after {row['held_after']:,}; closed by server {closed or 0}; daphne "
-        f"{phase['daphne_cores']} cores ({row['daphne_cpu_ms_per_event']} ms CPU per event "
-        f"delivered), clients {phase['clients_cores']}, driver {result['cpu_s']} s CPU, machine "
-        f"{phase['machine_busy_cores']} cores (of which not daphne or clients "
-        f"{phase['rest_cores']}; load average {phase['load_avg_1m']}); drained in "
-        f"{row['drain_s']} s; RSS after "
-        f"{row['daphne_rss_after_mb']} MB; client full GCs {row['client_gc_gen2_ms'] or 0}"
+        f"     held after {row['held_after']:,}; closed by server {closed or 0}; {name} "
+        f"{phase['server_cores']} cores ({row['cpu_ms_per_event']} ms CPU per event delivered "
+        f"over idle, {row['cpu_ms_per_event_with_idle']} with it), clients "
+        f"{phase['clients_cores']}, machine {phase['machine_busy_cores']} cores (of which not "
+        f"{name} or clients {phase['rest_cores']}; load average {phase['load_avg_1m']}); "
+        f"drained in {row['drain_s']} s; RSS after {row['server_rss_after_mb']} MB; "
+        f"{counts['frame_bytes_mean']} bytes per event frame; client full GCs "
+        f"{row['client_gc_gen2_ms'] or 0}"
     )
     if "probe" in row:
-        out("     probe (daphne's event loop): " + fmt_probe(row["probe"]))
-        out("     probe while idle before:      " + fmt_probe(row["idle"]["probe"]))
+        out("     probe (daphne's event loop): " + ws_report.fmt_probe(row["probe"]))
+        out("     probe while idle before:      " + ws_report.fmt_probe(row["idle"]["probe"]))
     return row
 
 
-def fmt_probe(probe: dict) -> str:
-    def part(name: str, stats: dict) -> str:
-        if not stats["count"]:
-            return f"{name} 0"
-        return f"{name} {stats['count']}x mean {stats['mean_ms']} / max {stats['max_ms']} ms"
+# --- One server ---------------------------------------------------------------------------
 
-    text = ", ".join(
-        [
-            part("stalls>10ms", probe["stalls_over_10ms"]),
-            f"stalls>50ms {probe['stalls_over_50ms']}",
-            part("gen2 GC", probe["gc_gen2"]),
-            part("gen0/1 GC>5ms", probe["gc_gen01_over_5ms"]),
-            part("application_checker", probe["application_checker"]),
-            part("timeout_checker", probe["timeout_checker"]),
-            f"objects moved to the old generation {probe['promoted_to_old']:,} (in "
-            f"{probe['gc_gen1_collections']} generation-1 collections)",
-        ]
-    )
-    if "slow_frames_over_50ms" in probe:
-        text += (
-            f"; frames > 50 ms: {probe['slow_frames_over_50ms']}, of which "
-            f"{probe['slow_frames_during_a_stall']} waited through a stall (overlapping: "
-            f"{probe['slow_frames_overlapping'] or '-'})"
+
+def start_server(ctx: Context, side: str, tag: str, *, probe: bool) -> ServerProcess:
+    if side == QUICKPE:
+        return Daphne(
+            ctx.env,
+            RESULTS_DIR / f"daphne-ws-{tag}.log",
+            RESULTS_DIR / f"daphne-ws-{tag}-probe.jsonl" if probe else None,
         )
-    return text
+    return SocketIOServer(ctx.env, RESULTS_DIR / f"socketio-ws-{tag}.log")
 
 
-# --- Report -------------------------------------------------------------------------------
+def run_server(ctx: Context, side: str, levels: list[int], report: dict, tag: str) -> list[dict]:
+    """Start ``side``'s server and clients, measure ``levels`` (ascending, connections kept
+    from one to the next), stop both. Levels the time budget does not allow are skipped."""
+    settings = ctx.settings
 
+    def fits(level: int, held: int) -> bool:
+        rate = report["connect_rate"].get(side, 300.0)  # a cautious guess until measured
+        needed = (level - held) / rate + settings.duration + settings.drain / 2 + 8
+        if time.monotonic() - report["_started"] + needed <= settings.budget:
+            return True
+        report["skipped"].append(f"{side} {level}")
+        out(f"  skipping {side} at {level:,}: the {settings.budget:.0f}s budget would be passed")
+        return False
 
-def summary(report: dict) -> str:
-    lines = ["", "=" * 100, "SUMMARY  WebSocket event stream: one daphne process", ""]
-    for name, command in report["commands"].items():
-        lines.append(f"{name}: {command}")
-    lines.append("")
-
-    def fmt(value: float | None) -> str:
-        return "-" if value is None else f"{value:.1f}"
-
+    if not fits(levels[0], 0):
+        return []
+    server = start_server(ctx, side, tag, probe=settings.probe and side == QUICKPE)
+    nofile = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    report["commands"][f"{side}_server"] = server.shown(nofile)
+    out(f"\n[{ws_report.TITLES[side]}] levels {levels}\n$ {server.shown(nofile)}")
+    server.start()
+    out(
+        f"  {server.label} pid {server.process.pid} on 127.0.0.1:{server.port}, RLIMIT_NOFILE "
+        f"{server.nofile()[0]}; log {server.log_path.relative_to(BASE_DIR)}"
+    )
     rows = []
-    for row in report["levels"]:
-        events, latency = row["events"], row["latency_ms"]
-        rows.append(
-            [
-                f"{row['level']:,}",
-                f"{row['held_after']:,}",
-                f"{row['daphne_rss_mb']:.0f}",
-                fmt(row["kb_per_connection"]),
-                f"{row['connect']['rate_per_s']:.0f}",
-                str(row["driver"]["transfers"]),
-                str(events["expected"]),
-                str(events["received"]),
-                str(events["lost"]),
-                fmt(latency["p50"]),
-                fmt(latency["p95"]),
-                fmt(latency["p99"]),
-                fmt(latency["max"]),
-                f"{row['transfer_phase']['daphne_cores']:.2f}",
-                f"{row['transfer_phase']['clients_cores']:.2f}",
-                "PASS" if row["pass"] else "FAIL",
-            ]
+    clients = ClientProcesses(settings.client_procs, server.url, ctx.users_json, ctx.env, side)
+    try:
+        report["commands"][f"{side}_clients"] = clients.shown
+        out(f"$ {clients.shown}  (x{settings.client_procs}, pids {clients.pids})")
+        warm = clients.ask({"cmd": "warmup", "count": 25})
+        if sum(answer["ok"] for answer in warm) == 0:
+            raise RuntimeError(f"no warm-up connection succeeded: {warm}")
+        time.sleep(1)
+        baseline = server.rss()
+        baseline_objects = server.tracked_objects()
+        out(
+            f"  warm-up: {sum(a['ok'] for a in warm)} connections opened and closed; "
+            f"{server.label} RSS baseline {baseline / 2**20:.1f} MB"
         )
-    lines.append(
-        table(
-            [
-                "N",
-                "held",
-                "RSS MB",
-                "KB/conn",
-                "conn/s",
-                "transfers",
-                "expected",
-                "received",
-                "lost",
-                "p50 ms",
-                "p95 ms",
-                "p99 ms",
-                "max ms",
-                "daphne cores",
-                "client cores",
-                "result",
-            ],
-            rows,
-        )
-    )
-    lines.append("")
-    target = report["target"]
-    lines.append(
-        f"Target {TARGET_CONNECTIONS:,} connections on one daphne process, p99 delivery < "
-        f"{TARGET_P99_MS:.0f} ms, 0 lost: {target['verdict']} ({target['detail']})"
-    )
-    lines.append(
-        "RSS MB: daphne's resident memory with N connections held; KB/conn: (RSS - RSS after "
-        f"warm-up, {report['baseline_rss_mb']} MB) / N. Latency: client receive time - event ts "
-        "(created_at, just before commit). cores: CPU seconds / wall seconds in the transfer phase."
-    )
-    for row in report["levels"]:
-        if "probe" in row:
-            lines.append(f"probe at {row['level']:,}: {fmt_probe(row['probe'])}")
-    slow = [row for row in report["levels"] if (row["latency_ms"]["p99"] or 0) >= TARGET_P99_MS]
-    if slow and not any("probe" in row for row in report["levels"]):
-        lines.append(
-            "p99 over the target: BENCH_WS_PROBE=1 shows what stalled daphne's event loop "
-            "(full GC, its per-connection sweeps) and which slow frames waited through it."
-        )
-    if report.get("skipped"):
-        lines.append(f"Skipped (time budget): {', '.join(map(str, report['skipped']))}")
-    lines.append(f"Results: {report.get('results_file', '-')}")
-    lines.append("=" * 100)
-    return "\n".join(lines)
+        held = 0
+        for n, level in enumerate(levels):
+            if n > 0 and not fits(level, held):
+                continue
+            row = run_level(
+                ctx,
+                level,
+                server=server,
+                clients=clients,
+                baseline_rss=baseline,
+                baseline_objects=baseline_objects,
+            )
+            row["baseline_rss_mb"] = round(baseline / 2**20, 1)
+            if baseline_objects is not None:
+                row["baseline_gc_tracked_objects"] = baseline_objects["count"]
+            rows.append(row)
+            held = row["held_after"]
+            report["connect_rate"][side] = max(row["connect"]["rate_per_s"], 50.0)
+            if server.process.poll() is not None:
+                out(f"  {server.label} exited (code {server.process.returncode}); stopping")
+                break
+        # Last, so that it changes nothing measured: what one full collection costs now.
+        full = server.full_collection() if server.process.poll() is None else None
+        if full is not None and rows:
+            rows[-1]["probe_full_gc_at_end_ms"] = round(full["ms"], 1)
+            out(f"  probe: a full garbage collection in daphne now takes {full['ms']:.0f} ms")
+    finally:
+        clients.quit()
+        server.stop()
+    return rows
 
 
-def target_verdict(report: dict) -> dict:
-    row = next((r for r in report["levels"] if r["level"] == TARGET_CONNECTIONS), None)
-    if row is None:
-        return {"verdict": "NOT RUN", "detail": f"no level of {TARGET_CONNECTIONS:,} measured"}
-    return {
-        "verdict": "PASS" if row["pass"] else "FAIL",
-        "detail": (
-            f"held {row['held_after']:,}, p99 {row['latency_ms']['p99']} ms, lost "
-            f"{row['events']['lost']}, duplicates {row['events']['duplicates']}, out of order "
-            f"{row['events']['out_of_order']}"
-        ),
+# --- Replay while away --------------------------------------------------------------------
+
+
+def away_check(ctx: Context, side: str, tag: str) -> dict:
+    """Two users connect and leave; one transfer's events are sent while they are away; they
+    reconnect (QuickPe: resuming after the last id their hello gave) and what reaches them
+    within BENCH_WS_AWAY_WAIT seconds [3] is counted."""
+    wait = float(os.environ.get("BENCH_WS_AWAY_WAIT", "3"))
+    by_id = {user["id"]: user for user in ctx.users}
+    if side == QUICKPE:
+        pair = ctx.users[:2]  # the driver's users with CONNECTED=2
+    else:
+        transfer = ctx.recordings[min(ctx.recordings)].transfers[0]
+        pair = [by_id[user_id] for user_id in dict.fromkeys(uid for uid, _f in transfer)]
+    server = start_server(ctx, side, f"{tag}-away", probe=False)
+    server.start()
+    try:
+        hellos = asyncio.run(_visit(server.url, side, pair))
+        if side == QUICKPE:
+            command = [PY, "-m", "bench.ws_django", "transfers", str(ctx.users_json), "2", "1", "1"]
+            made = finish_source(start_source(command, ctx.env), 1, "the transfer")
+            sent = sum(made["expected_events_by_user"].values())
+        else:
+            schedule = ctx.workdir / "schedule-away.json"
+            ctx.recordings[min(ctx.recordings)].write_schedule(schedule, [transfer])
+            env = ws_socketio.server_env(ctx.env, 0, "")
+            publisher = start_source(ws_socketio.publisher_command(schedule, 1), env)
+            sent = finish_source(publisher, 1, "the publisher")["emitted"]
+        received = asyncio.run(_return(server.url, side, pair, hellos, wait))
+    finally:
+        server.stop()
+    result = {
+        "users": len(pair),
+        "sent_while_away": sent,
+        "received_after_reconnect": received,
+        "how": "resume from the hello's last_event_id"
+        if side == QUICKPE
+        else "plain reconnect (the Redis adapter keeps nothing)",
     }
+    out(
+        f"  {ws_report.TITLES[side]}: {sent} events sent to {len(pair)} users while away, "
+        f"{received} received after they reconnected ({result['how']})"
+    )
+    return result
+
+
+async def _visit(url: str, side: str, pair: list[dict]) -> list[dict]:
+    hellos = []
+    for user in pair:
+        ws, hello = await open_stream(url, side, user["token"])
+        hellos.append(hello)
+        await ws.close()
+    return hellos
+
+
+async def _return(url: str, side: str, pair: list[dict], hellos: list[dict], wait: float) -> int:
+    """Reconnect each user and count the events that arrive within ``wait`` seconds (QuickPe
+    ends its replay with ``resumed``)."""
+    received = 0
+    for user, hello in zip(pair, hellos, strict=True):
+        query = f"&last_event_id={hello['last_event_id']}" if side == QUICKPE else ""
+        ws, _hello = await open_stream(url, side, user["token"], query)
+        deadline = time.monotonic() + wait
+        try:
+            while (left := deadline - time.monotonic()) > 0:
+                try:
+                    frame, raw = await asyncio.wait_for(next_event(ws, side), left)
+                except TimeoutError:
+                    break
+                if frame is not None:
+                    received += 1
+                elif side == QUICKPE and json.loads(raw).get("type") == "resumed":
+                    break
+        finally:
+            await ws.close()
+    return received
 
 
 # --- Main ---------------------------------------------------------------------------------
+
+
+def record_levels(ctx: Context) -> None:
+    """For the reference: each level's transfers made once in QuickPe, their frames kept."""
+    settings = ctx.settings
+    count = int(settings.rate * settings.duration)
+    for level in settings.levels:
+        path = ctx.workdir / f"recording-{level}.json"
+        command = ws_socketio.record_command(PY, ctx.users_json, level, count, path)
+        began = time.monotonic()
+        subprocess.run(command, cwd=BASE_DIR, env=ctx.env, check=True, timeout=600)
+        ctx.recordings[level] = recording = ws_socketio.Recording(path)
+        events = sum(len(transfer) for transfer in recording.transfers)
+        out(
+            f"  level {level:,}: {len(recording.transfers)} transfers, {events} frames "
+            f"({recording.frame_bytes()} bytes each on average) in "
+            f"{time.monotonic() - began:.1f}s"
+        )
 
 
 def main() -> int:
@@ -837,6 +1112,7 @@ def main() -> int:
         raise SystemExit(f"another bench.ws run uses {settings.database!r}; try later") from None
     tag = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
     nofile = raise_nofile(settings.users + FD_HEADROOM)
+    servers = list(settings.servers)
     report: dict = {
         "started_at": datetime.now(UTC).isoformat(),
         "settings": asdict(settings),
@@ -848,17 +1124,26 @@ def main() -> int:
         "levels": [],
         "skipped": [],
         "commands": {},
+        "connect_rate": {},
+        "_started": started,
     }
     out(
-        f"\nQuickPe WebSocket bench: levels {settings.levels}, {settings.rate:g} transfers/s for "
-        f"{settings.duration:g}s per level, {settings.client_procs} client processes; "
-        f"{os.cpu_count()} CPUs, load average "
+        f"\nQuickPe WebSocket bench: levels {settings.levels}, servers {servers}, "
+        f"{settings.rate:g} transfers/s for {settings.duration:g}s per level, "
+        f"{settings.client_procs} client processes; {os.cpu_count()} CPUs, load average "
         f"{' '.join(f'{v:.2f}' for v in os.getloadavg())}; RLIMIT_NOFILE {nofile}"
     )
     if nofile < settings.users + 1024:
         out(f"  warning: only {nofile} file descriptors; the top level may fail to connect")
+    if SOCKETIO in servers and (reason := ws_socketio.unavailable()) is not None:
+        servers.remove(SOCKETIO)
+        report["socketio_skipped"] = reason
+        out(f"  Socket.IO reference SKIPPED: {reason}. QuickPe's own numbers still follow.")
+    if not servers:
+        out("  nothing to measure")
+        return 1
 
-    # A key of our own: daphne must verify the tokens the set-up mints.
+    # A key of our own: the servers must verify the tokens the set-up mints.
     env = {
         **os.environ,
         "DATABASE_URL": bench.url,
@@ -867,6 +1152,7 @@ def main() -> int:
         "QUICKPE_REDIS_PREFIX": f"quickpe-bench-ws-{tag}",
         "PYTHONUNBUFFERED": "1",
     }
+    env.pop("JWT_SIGNING_KEY", None)  # the tokens are signed with the SECRET_KEY above
     with tempfile.TemporaryDirectory(prefix="quickpe-bench-ws-") as temp:
         users_json = Path(temp) / "users.json"
 
@@ -900,93 +1186,59 @@ def main() -> int:
             f"{data['token_lifetime_s'] / 60:.0f} min) in {data['token_seconds']}s; "
             f"{data['seconds']}s in all"
         )
-
-        # 2. daphne and the clients.
-        RESULTS_DIR.mkdir(parents=True, exist_ok=True)
-        daphne = Daphne(
-            env,
-            RESULTS_DIR / f"daphne-ws-{tag}.log",
-            RESULTS_DIR / f"daphne-ws-{tag}-probe.jsonl" if settings.probe else None,
-        )
-        report["commands"]["daphne"] = (
-            show_command(
-                ["python", *daphne.command[1:]],
-                {"DATABASE_URL": "<quickpe_bench_ws>", "QUICKPE_REDIS_PREFIX": "<unique>"},
+        ctx = Context(settings, bench, env, users, users_json, Path(temp), {})
+        if SOCKETIO in servers:
+            report["commands"]["record"] = show_command(
+                ["python", "-m", "bench.ws_django", "record", "<users.json>", "<N>"]
+                + [str(int(settings.rate * settings.duration)), "<recording.json>"],
+                {"DATABASE_URL": "<quickpe_bench_ws>"},
             )
-            + f" (RLIMIT_NOFILE {nofile})"
-        )
-        out(f"\n[2/3] One daphne process\n$ {report['commands']['daphne']}")
-        daphne.start()
-        out(
-            f"  daphne pid {daphne.process.pid} on 127.0.0.1:{daphne.port}, RLIMIT_NOFILE "
-            f"{daphne.nofile()[0]}; log {daphne.log_path.relative_to(BASE_DIR)}"
-        )
-        clients = ClientProcesses(settings.client_procs, daphne.url, users_json, env)
-        report["commands"]["clients"] = clients.shown
-        out(f"$ {clients.shown}  (x{settings.client_procs}, pids {clients.pids})")
-        warm = clients.ask({"cmd": "warmup", "count": 25})
-        if sum(answer["ok"] for answer in warm) == 0:
-            raise RuntimeError(f"no warm-up connection succeeded: {warm}")
-        time.sleep(1)
-        baseline = daphne.rss()
-        report["baseline_rss_mb"] = round(baseline / 2**20, 1)
-        baseline_objects = daphne.tracked_objects()
-        if baseline_objects is not None:
-            report["baseline_gc_tracked_objects"] = baseline_objects["count"]
-        out(
-            f"  warm-up: {sum(a['ok'] for a in warm)} connections opened and closed; daphne RSS "
-            f"baseline {report['baseline_rss_mb']} MB"
-        )
-
-        # 3. Levels.
-        out(f"\n[3/3] Levels {settings.levels}")
-        connect_rate = 300.0  # a cautious guess until the first level measures it
-        held = 0
-        for level in settings.levels:
-            needed = (level - held) / connect_rate + settings.duration + settings.drain / 2 + 8
-            if time.monotonic() - started + needed > settings.budget:
-                report["skipped"].append(level)
-                out(f"  skipping {level:,}: the {settings.budget:.0f}s budget would be passed")
-                continue
-            row = run_level(
-                settings,
-                level,
-                daphne=daphne,
-                clients=clients,
-                bench=bench,
-                env=env,
-                users=users,
-                users_json=users_json,
-                baseline_rss=baseline,
-                baseline_objects=baseline_objects,
+            out(
+                "  the reference's events: each level's transfers made once, their frames "
+                f"kept\n$ {report['commands']['record']}"
             )
-            report["levels"].append(row)
-            held = row["held_after"]
-            connect_rate = max(row["connect"]["rate_per_s"], 50.0)
-            if daphne.process.poll() is not None:
-                out(f"  daphne exited (code {daphne.process.returncode}); stopping")
-                break
-        # Last, so that it changes nothing measured: what one full collection costs now.
-        full = daphne.full_collection() if daphne.process.poll() is None else None
-        if full is not None:
-            report["probe_full_gc_at_end_ms"] = round(full["ms"], 1)
-            out(f"  probe: a full garbage collection in daphne now takes {full['ms']:.0f} ms")
-        clients.quit()
-        daphne.stop()
+            record_levels(ctx)
+
+        # 2. The servers, level by level. Two servers: each started afresh for every level,
+        # in alternating order; one: started once, connections kept from level to level.
+        out(f"\n[2/3] Levels {settings.levels}: {', '.join(servers)}")
+        if len(servers) > 1:
+            rounds = [
+                (level, servers if n % 2 == 0 else servers[::-1])
+                for n, level in enumerate(settings.levels)
+            ]
+            for level, order in rounds:
+                for side in order:
+                    report["levels"] += run_server(ctx, side, [level], report, f"{tag}-{level}")
+        else:
+            report["levels"] += run_server(ctx, servers[0], settings.levels, report, tag)
+
+        # 3. Replay while away.
+        if settings.away:
+            out("\n[3/3] Replay while away")
+            report["away"] = {side: away_check(ctx, side, tag) for side in servers}
         report["commands"]["transfers"] = show_command(
             ["python", "-m", "bench.ws_django", "transfers", "<users.json>", "<N>"]
             + [f"{settings.rate:g}", f"{settings.duration:g}"],
             {"DATABASE_URL": "<quickpe_bench_ws>"},
         )
+        if SOCKETIO in servers:
+            report["commands"]["publisher"] = show_command(
+                ["node", "bench/socketio/publisher.js", "<schedule.json>", f"{settings.rate:g}"],
+                {"SIO_REDIS_URL": "<REDIS_URL>", "SIO_REDIS_KEY": "<unique>"},
+            )
 
-    report["target"] = target_verdict(report)
+    report.pop("_started")
+    report["target"] = ws_report.target_verdict(report)
+    report["comparison"] = ws_report.comparison(report)
     report["finished_at"] = datetime.now(UTC).isoformat()
     report["elapsed_s"] = round(time.monotonic() - started, 1)
+    report["load_avg_at_end"] = os.getloadavg()
     results_file = RESULTS_DIR / f"ws-{tag}.json"
     report["results_file"] = str(results_file.relative_to(BASE_DIR))
     results_file.write_text(json.dumps(report, indent=2, default=str))
     (RESULTS_DIR / "ws-latest.json").write_text(json.dumps(report, indent=2, default=str))
-    out(summary(report))
+    out(ws_report.summary(report))
     out(f"(WebSocket bench: {report['elapsed_s']}s)")
     return 0
 
@@ -994,4 +1246,4 @@ def main() -> int:
 if __name__ == "__main__":
     from bench import lifecycle
 
-    lifecycle.run(main, stop_all=stop_all, out=out, stopping="stopping daphne and the clients")
+    lifecycle.run(main, stop_all=stop_all, out=out, stopping="stopping the servers and clients")

@@ -10,7 +10,13 @@ same ``SECRET_KEY``, ``REDIS_URL`` and ``QUICKPE_REDIS_PREFIX`` as the daphne pr
     python -m bench.ws_django transfers USERS.json CONNECTED RATE SECONDS
         ``transfer_create`` (each in its own ``transaction.atomic``) at a steady RATE per second
         for SECONDS, from a funded user to a random other user among the first CONNECTED (all of
-        whom hold a connection). Prints one JSON line with what was committed.
+        whom hold a connection). Prints one JSON line when ready to start, and one with what
+        was committed at the end.
+    python -m bench.ws_django record USERS.json CONNECTED COUNT OUT.json
+        COUNT transfers between the same users as ``transfers`` with CONNECTED (the same
+        random pattern, seeded by CONNECTED) as fast as they commit, then writes the frames
+        each one put on the senders' and recipients' streams, per transfer, to OUT.json: the
+        payloads the Socket.IO reference (``bench/socketio/publisher.js``) emits.
 
 Only the users beyond the senders are bulk-inserted (User + Wallet rows through the ORM's
 ``bulk_create``: no sign-up audit entry, no Argon2); the senders' money comes from the real
@@ -138,12 +144,11 @@ class _Counter(logging.Handler):
         self.count += 1
 
 
-def transfers(users_path: str, connected: int, rate: float, seconds: float) -> int:
-    _setup_django()
-    from django.db import transaction
-
+def _pairs(users_path: str, connected: int):
+    """(sender, recipient) forever, in the order both ``transfers`` and ``record`` use: a
+    funded user and a random other user among the first ``connected``, seeded by
+    ``connected`` so that a recording has the same pattern as a measured run."""
     from wallet.models import User
-    from wallet.services.money import transfer_create
 
     with open(users_path) as handle:
         data = json.load(handle)
@@ -151,13 +156,36 @@ def transfers(users_path: str, connected: int, rate: float, seconds: float) -> i
     by_id = User.objects.in_bulk(ids)
     senders = [by_id[user_id] for user_id in ids[: data["senders"]]]
     recipients = [by_id[user_id] for user_id in ids]
+    rng = random.Random(connected)  # noqa: S311 - load pattern, not security
+    while True:
+        sender = rng.choice(senders)
+        recipient = rng.choice(recipients)
+        while recipient.pk == sender.pk:
+            recipient = rng.choice(recipients)
+        yield sender, recipient
+
+
+def _transfer(sender, recipient) -> None:
+    from django.db import transaction
+
+    from wallet.services.money import transfer_create
+
+    with transaction.atomic():
+        transfer_create(sender=sender, recipient=recipient, amount=100, note="ws bench")
+
+
+def transfers(users_path: str, connected: int, rate: float, seconds: float) -> int:
+    _setup_django()
+    pairs = _pairs(users_path, connected)
     failed_rings = _Counter()
     logging.getLogger("quickpe.redis").addHandler(failed_rings)
-    rng = random.Random(connected)  # noqa: S311 - load pattern, not security
     total = int(rate * seconds)
     durations_ms, errors, late = [], {}, 0
     done = {"transfers": 0, "sender_events": 0, "recipient_events": 0}
     per_user: dict[int, int] = {}
+    # A first line when set up, so that a process started beside this one can start with it.
+    sys.stdout.write(json.dumps({"ready": True}) + "\n")
+    sys.stdout.flush()
     cpu0 = time.process_time()
     start = time.monotonic() + 0.2
     for number in range(total):
@@ -167,14 +195,10 @@ def transfers(users_path: str, connected: int, rate: float, seconds: float) -> i
             time.sleep(delay)
         elif delay < -0.05:
             late += 1
-        sender = rng.choice(senders)
-        recipient = rng.choice(recipients)
-        while recipient.pk == sender.pk:
-            recipient = rng.choice(recipients)
+        sender, recipient = next(pairs)
         began = time.perf_counter()
         try:
-            with transaction.atomic():
-                transfer_create(sender=sender, recipient=recipient, amount=100, note="ws bench")
+            _transfer(sender, recipient)
         except Exception as error:  # reported, never fatal: the bench counts what committed
             name = type(error).__name__
             errors[name] = errors.get(name, 0) + 1
@@ -213,11 +237,35 @@ def transfers(users_path: str, connected: int, rate: float, seconds: float) -> i
     return 0
 
 
+def record(users_path: str, connected: int, count: int, out_path: str) -> int:
+    """Not a measurement: the events are read back after each commit to group them by
+    transfer (transfers run one at a time, so a transfer's events are the rows after the
+    previous transfer's)."""
+    _setup_django()
+    from notifications.models import Event
+    from notifications.services import event_frame
+
+    pairs = _pairs(users_path, connected)
+    last = Event.objects.order_by("-pk").values_list("pk", flat=True).first() or 0
+    recorded = []
+    started = time.monotonic()
+    for _number in range(count):
+        _transfer(*next(pairs))
+        events = list(Event.objects.filter(pk__gt=last).order_by("pk"))
+        last = events[-1].pk
+        recorded.append([[event.user_id, event_frame(event)] for event in events])
+    with open(out_path, "w") as handle:
+        json.dump({"transfers": recorded, "seconds": round(time.monotonic() - started, 2)}, handle)
+    return 0
+
+
 def main(argv: list[str]) -> int:
     if argv[:1] == ["setup"] and len(argv) == 4:
         return setup(argv[1], int(argv[2]), int(argv[3]))
     if argv[:1] == ["transfers"] and len(argv) == 5:
         return transfers(argv[1], int(argv[2]), float(argv[3]), float(argv[4]))
+    if argv[:1] == ["record"] and len(argv) == 5:
+        return record(argv[1], int(argv[2]), int(argv[3]), argv[4])
     sys.stderr.write(__doc__ or "")
     return 2
 
