@@ -96,8 +96,11 @@ def test_random_movements_from_32_threads_keep_every_invariant(settings):
 
     run_threads(32, work)
 
-    assert not [status for status in statuses if status[0] >= 500], statuses
-    allowed = {(201, None), (409, "insufficient_funds")}
+    # 503 busy is the one 5xx allowed: a lock waited on past DATABASE_LOCK_TIMEOUT_MS (2 s),
+    # which 32 threads on a few wallets can reach on a loaded host; retryable, and it changed
+    # nothing (the invariants below count only what committed).
+    assert not [s for s in statuses if s[0] >= 500 and s != (503, "busy")], statuses
+    allowed = {(201, None), (409, "insufficient_funds"), (503, "busy")}
     assert set(statuses) <= allowed, statuses
     assert statuses[(201, None)] > 100, statuses  # the run really moved money
     assert_money_invariants()
