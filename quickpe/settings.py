@@ -70,11 +70,12 @@ SILENCED_SYSTEM_CHECKS = ["security.W021"]
 
 INSTALLED_APPS = [
     "daphne",
-    "django.contrib.admin",
+    "quickpe.apps.AdminConfig",  # django.contrib.admin with QuickPe's site
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",
     "django.contrib.messages",
+    "django.contrib.postgres",  # operator classes in indexes (wallet.User's search indexes)
     "whitenoise.runserver_nostatic",
     "django.contrib.staticfiles",
     "channels",

@@ -2,11 +2,14 @@
 that must never break (non-negative balances, positive amounts, unique references, an
 append-only ledger) even if a bug slipped past the services."""
 
+import re
+
 import pgtrigger
 from django.contrib.auth.models import AbstractBaseUser, BaseUserManager, PermissionsMixin
+from django.contrib.postgres.indexes import OpClass
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db import models
-from django.db.models.functions import Lower
+from django.db.models.functions import Concat, Lower, Upper
 from django.utils import timezone
 
 from quickpe.db import fetch_models
@@ -19,6 +22,16 @@ _USER_IN_ACTIVE_SESSION = """
         WHERE s.id = %s AND s.user_id = u.id AND s.revoked_at IS NULL AND s.expires_at > now()
     )
 """
+
+QUICKPE_ID = re.compile(r"QP[0-9]{8}")
+# What a staff search compares a name or an email with (``UserManager.matching``), in capitals
+# so that any case matches. The same expressions are indexed (``User.Meta.indexes``).
+_SEARCHED = {
+    "full_name_upper": Upper(Concat("first_name", models.Value(" "), "last_name")),
+    "last_name_upper": Upper("last_name"),
+    "email_upper": Upper("email"),
+}
+MIN_SEARCH_LENGTH = 2
 
 
 class UserManager(BaseUserManager):
@@ -35,6 +48,24 @@ class UserManager(BaseUserManager):
         speaks for (``quickpe.authentication``, which also checks ``is_active``)."""
         found = fetch_models(self.model, _USER_IN_ACTIVE_SESSION, [user_id, session_id])
         return found[0] if found else None
+
+    def matching(self, term: str) -> models.QuerySet:
+        """The users a staff search for ``term`` finds: the one with that QuickPe ID, or those
+        whose first name, last name, full name ("Priya Sh") or email starts with it, in any
+        case (at least ``MIN_SEARCH_LENGTH`` characters). Each is the start of an indexed
+        expression, a range of a B-tree, so a search never reads the whole table; a match
+        inside a word ("riya") would need a trigram index (docs/admin-and-dashboard.md)."""
+        term = " ".join(term.split())
+        if QUICKPE_ID.fullmatch(term.upper()):
+            return self.filter(quickpe_id=term.upper())
+        if len(term) < MIN_SEARCH_LENGTH:
+            return self.none()
+        start = term.upper()
+        return self.alias(**_SEARCHED).filter(
+            models.Q(full_name_upper__startswith=start)
+            | models.Q(last_name_upper__startswith=start)
+            | models.Q(email_upper__startswith=start)
+        )
 
 
 class User(AbstractBaseUser, PermissionsMixin):
@@ -75,6 +106,20 @@ class User(AbstractBaseUser, PermissionsMixin):
                 fields=["id"],
                 condition=models.Q(email_verified=False),
                 name="wallet_user_unverified",
+            ),
+            # The admin's search by the start of a name or an email (UserManager.matching).
+            # text_pattern_ops: a LIKE 'PRIYA%' range scan whatever the database's collation.
+            models.Index(
+                OpClass(_SEARCHED["full_name_upper"], name="text_pattern_ops"),
+                name="wallet_user_full_name_upper",
+            ),
+            models.Index(
+                OpClass(_SEARCHED["last_name_upper"], name="text_pattern_ops"),
+                name="wallet_user_last_name_upper",
+            ),
+            models.Index(
+                OpClass(_SEARCHED["email_upper"], name="text_pattern_ops"),
+                name="wallet_user_email_upper",
             ),
         ]
         constraints = [
