@@ -307,7 +307,7 @@ def reason_action(
         "opts": modeladmin.model._meta,
         "effect": effect,
         "columns": list(described[0]) if described else [],
-        "rows": [list(row.values()) for row in described],
+        "rows": [list(row.items()) for row in described],
         "objects": objects,
         "form": form,
         "action": name,
