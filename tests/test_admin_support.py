@@ -5,6 +5,7 @@ the start of a name or an email, and links from a person to their money and back
 
 import re
 from datetime import UTC, datetime
+from html.parser import HTMLParser
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -12,7 +13,14 @@ from django.contrib import admin
 from django.db import connection
 from django.urls import reverse
 
-from tests.conftest import fund, make_user, same_business_day, snapshot, wallet_status_set
+from tests.conftest import (
+    client_for,
+    fund,
+    make_user,
+    same_business_day,
+    snapshot,
+    wallet_status_set,
+)
 from tests.test_admin import run_action, staff_in
 from wallet.models import LedgerEntry, MoneyRequest, Transfer, User, Wallet
 from wallet.services.money import transfer_create
@@ -66,15 +74,43 @@ IN_RUPEES = [
 ]
 
 
-def test_no_admin_page_shows_raw_paise(money_everywhere):
+class LinkDepth(HTMLParser):
+    """The deepest nesting of links in a page: a link inside a link is invalid HTML, and the
+    browser breaks the outer one (the row's link to its own page)."""
+
+    def __init__(self):
+        super().__init__()
+        self.depth = self.deepest = 0
+
+    def handle_starttag(self, tag, attrs):
+        if tag == "a":
+            self.depth += 1
+            self.deepest = max(self.deepest, self.depth)
+
+    def handle_endtag(self, tag):
+        if tag == "a":
+            self.depth -= 1
+
+
+def link_depth(html: str) -> int:
+    parser = LinkDepth()
+    parser.feed(html)
+    return parser.deepest
+
+
+def test_no_admin_page_shows_raw_paise(bob, money_everywhere):
     """Every registered model's list and the change page of each of its rows: amounts in
     rupees with Indian grouping, never the integer paise the database holds. A new admin
-    that shows a money column as a number fails here."""
+    that shows a money column as a number fails here. And no list nests a link in a link."""
+    client_for(bob).post(  # a device session and an idempotency key to list
+        "/api/v1/wallet/deposits", {"amount": "1.00"}, format="json", HTTP_IDEMPOTENCY_KEY="k1"
+    )
     _, browser = staff_in(None, is_superuser=True)  # who sees every page, groups included
     seen = ""
     for model in admin.site._registry:
         meta = model._meta
         listing = page(browser, reverse(f"admin:{meta.app_label}_{meta.model_name}_changelist"))
+        assert link_depth(listing) == 1, meta.label
         pages = [listing] + [page(browser, change_url(obj)) for obj in model.objects.all()[:20]]
         for html in pages:
             # As a number of its own: not inside a longer one, an ID or a hash.

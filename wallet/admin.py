@@ -363,6 +363,9 @@ class WalletAdmin(ReadOnlyAdmin):
     ordering = ["-id"]
     sortable_by = ()
     list_display = ["owner", "balance_inr", "status", "updated_at", "lines"]
+    # The owner's column links to the owner; the balance to the wallet (a link in a link is
+    # neither).
+    list_display_links = ["balance_inr"]
     list_filter = ["status"]
     list_select_related = ["user"]
     search_user_fields = ("user",)
@@ -686,6 +689,7 @@ class DeviceSessionAdmin(ReadOnlyAdmin):
         "expires_at",
         "revoked_at",
     ]
+    list_display_links = ["device"]  # the user's column links to the user
     list_filter = [SessionStateFilter]
     list_select_related = ["user"]
     search_user_fields = ("user",)
@@ -703,6 +707,7 @@ class IdempotencyKeyAdmin(ReadOnlyAdmin):
     ordering = ["-id"]
     sortable_by = ()
     list_display = ["user_link", "key", "response_status", "created_at"]
+    list_display_links = ["key"]  # the user's column links to the user
     list_select_related = ["user"]
     search_user_fields = ("user",)
     search_help_text = user_search_help("user's")
