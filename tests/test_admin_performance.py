@@ -17,8 +17,9 @@ pytestmark = pytest.mark.django_db
 
 LINES = 100_000
 # Session, user, the user's and their groups' permissions, a bounded count, the page, the
-# oldest row for the date hierarchy, a user lookup for a search: 6 to 8 whatever the table's
-# size. The bound leaves a little room for Django's own changes.
+# oldest row for the date hierarchy (a search finds its users in a subquery of the count and
+# the page): 6 or 7 whatever the table's size. The bound leaves a little room for Django's own
+# changes.
 MAX_QUERIES = 10
 
 
