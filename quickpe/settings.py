@@ -75,7 +75,6 @@ INSTALLED_APPS = [
     "django.contrib.contenttypes",
     "django.contrib.sessions",
     "django.contrib.messages",
-    "django.contrib.postgres",  # operator classes in indexes (wallet.User's search indexes)
     "whitenoise.runserver_nostatic",
     "django.contrib.staticfiles",
     "channels",

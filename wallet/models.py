@@ -6,10 +6,9 @@ import re
 
 import pgtrigger
 from django.contrib.auth.models import AbstractBaseUser, BaseUserManager, PermissionsMixin
-from django.contrib.postgres.indexes import OpClass
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db import models
-from django.db.models.functions import Concat, Lower, Upper
+from django.db.models.functions import Collate, Concat, Lower, Upper
 from django.utils import timezone
 
 from quickpe.db import fetch_models
@@ -25,11 +24,14 @@ _USER_IN_ACTIVE_SESSION = """
 
 QUICKPE_ID = re.compile(r"QP[0-9]{8}")
 # What a staff search compares a name or an email with (``UserManager.matching``), in capitals
-# so that any case matches. The same expressions are indexed (``User.Meta.indexes``).
+# so that any case matches. The same expressions are indexed (``User.Meta.indexes``). In the
+# "C" collation (byte order) because PostgreSQL reads a B-tree for ``LIKE 'PRIYA%'`` only when
+# it sorts that way (or has the text_pattern_ops operator class, which Django can give an
+# expression only through django.contrib.postgres, whose connection hook we do not want).
 _SEARCHED = {
-    "full_name_upper": Upper(Concat("first_name", models.Value(" "), "last_name")),
-    "last_name_upper": Upper("last_name"),
-    "email_upper": Upper("email"),
+    "full_name_upper": Collate(Upper(Concat("first_name", models.Value(" "), "last_name")), "C"),
+    "last_name_upper": Collate(Upper("last_name"), "C"),
+    "email_upper": Collate(Upper("email"), "C"),
 }
 MIN_SEARCH_LENGTH = 2
 
@@ -107,20 +109,11 @@ class User(AbstractBaseUser, PermissionsMixin):
                 condition=models.Q(email_verified=False),
                 name="wallet_user_unverified",
             ),
-            # The admin's search by the start of a name or an email (UserManager.matching).
-            # text_pattern_ops: a LIKE 'PRIYA%' range scan whatever the database's collation.
-            models.Index(
-                OpClass(_SEARCHED["full_name_upper"], name="text_pattern_ops"),
-                name="wallet_user_full_name_upper",
-            ),
-            models.Index(
-                OpClass(_SEARCHED["last_name_upper"], name="text_pattern_ops"),
-                name="wallet_user_last_name_upper",
-            ),
-            models.Index(
-                OpClass(_SEARCHED["email_upper"], name="text_pattern_ops"),
-                name="wallet_user_email_upper",
-            ),
+            # The admin's search by the start of a name or an email (UserManager.matching):
+            # a LIKE 'PRIYA%' is a range scan of these.
+            models.Index(_SEARCHED["full_name_upper"], name="wallet_user_full_name_upper"),
+            models.Index(_SEARCHED["last_name_upper"], name="wallet_user_last_name_upper"),
+            models.Index(_SEARCHED["email_upper"], name="wallet_user_email_upper"),
         ]
         constraints = [
             models.UniqueConstraint(Lower("email"), name="wallet_user_email_ci_unique"),

@@ -1,14 +1,13 @@
 # The admin's search by the start of a name or an email (wallet.models.UserManager.matching):
-# a B-tree range per expression instead of a scan of every account. text_pattern_ops because a
-# LIKE 'PRIYA%' uses a B-tree only with it, unless the database's collation is plain "C".
+# a B-tree range per expression instead of a scan of every account. The expressions are in the
+# "C" collation because a LIKE 'PRIYA%' uses a B-tree only when it sorts bytewise.
 #
 # CONCURRENTLY so that building them on a large users table does not block sign-ups; that
 # cannot run inside a transaction, hence atomic = False.
 
-import django.contrib.postgres.indexes
-import django.db.models.functions.text
 from django.contrib.postgres.operations import AddIndexConcurrently
 from django.db import migrations, models
+from django.db.models.functions import Collate, Concat, Upper
 
 
 class Migration(migrations.Migration):
@@ -23,33 +22,18 @@ class Migration(migrations.Migration):
         AddIndexConcurrently(
             model_name="user",
             index=models.Index(
-                django.contrib.postgres.indexes.OpClass(
-                    django.db.models.functions.text.Upper(
-                        django.db.models.functions.text.Concat(
-                            "first_name", models.Value(" "), "last_name"
-                        )
-                    ),
-                    name="text_pattern_ops",
-                ),
+                Collate(Upper(Concat("first_name", models.Value(" "), "last_name")), "C"),
                 name="wallet_user_full_name_upper",
             ),
         ),
         AddIndexConcurrently(
             model_name="user",
             index=models.Index(
-                django.contrib.postgres.indexes.OpClass(
-                    django.db.models.functions.text.Upper("last_name"), name="text_pattern_ops"
-                ),
-                name="wallet_user_last_name_upper",
+                Collate(Upper("last_name"), "C"), name="wallet_user_last_name_upper"
             ),
         ),
         AddIndexConcurrently(
             model_name="user",
-            index=models.Index(
-                django.contrib.postgres.indexes.OpClass(
-                    django.db.models.functions.text.Upper("email"), name="text_pattern_ops"
-                ),
-                name="wallet_user_email_upper",
-            ),
+            index=models.Index(Collate(Upper("email"), "C"), name="wallet_user_email_upper"),
         ),
     ]
