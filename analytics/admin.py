@@ -20,7 +20,7 @@ from analytics.models import Export
 from analytics.services import audit_log_export_create
 from audit.admin import AuditEntryAdmin
 from audit.models import AuditEntry
-from quickpe.admin import ReadOnlyAdmin, admin_link
+from quickpe.admin import ReadOnlyAdmin, admin_link, user_search_help
 from quickpe.business_day import business_day, day_bounds
 
 
@@ -32,7 +32,7 @@ class ExportAdmin(ReadOnlyAdmin):
     list_filter = ["status", "kind"]
     list_select_related = ["user"]
     search_user_fields = ("user",)
-    search_help_text = "The owner's exact email address or QuickPe ID (QP...)."
+    search_help_text = user_search_help("owner's")
     date_hierarchy = "created_at"
     readonly_fields = ["download"]
 

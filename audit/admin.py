@@ -6,7 +6,7 @@ from django.utils.html import format_html
 
 from audit.models import AuditEntry
 from audit.services import audit_verify
-from quickpe.admin import ReadOnlyAdmin, admin_link
+from quickpe.admin import ReadOnlyAdmin, admin_link, user_search_help
 
 # entity_type -> the admin page of that kind of object.
 _ENTITY_PAGES = {
@@ -31,7 +31,7 @@ class AuditEntryAdmin(ReadOnlyAdmin):
     list_display = ["seq", "action", "actor_link", "entity", "ip", "created_at"]
     list_select_related = ["actor"]
     search_user_fields = ("actor",)
-    search_help_text = "The actor's exact email address or QuickPe ID (QP...)."
+    search_help_text = user_search_help("actor's")
     date_hierarchy = "created_at"
 
     @admin.display(description="actor")

@@ -1,7 +1,7 @@
 from django.contrib import admin
 
 from notifications.models import Notification
-from quickpe.admin import ReadOnlyAdmin, admin_link
+from quickpe.admin import ReadOnlyAdmin, admin_link, user_search_help
 
 
 @admin.register(Notification)
@@ -14,7 +14,7 @@ class NotificationAdmin(ReadOnlyAdmin):
     list_filter = ["kind"]
     list_select_related = ["user"]
     search_user_fields = ("user",)
-    search_help_text = "The user's exact email address or QuickPe ID (QP...)."
+    search_help_text = user_search_help("user's")
     date_hierarchy = "created_at"
 
     @admin.display(description="user")

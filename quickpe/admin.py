@@ -1,15 +1,17 @@
-"""Admin pieces shared by the apps: list pages that stay fast on large tables, read-only
-admins, exact searches, links between related objects, and actions that ask for a reason.
+"""Admin pieces shared by the apps: the admin site (on India's clock), list pages that stay
+fast on large tables, read-only admins, indexed searches, links between related objects, and
+actions that ask for a reason on a page that names what they change.
 
 Lists never count a whole table (``BoundedCountPaginator``, ``show_full_result_count = False``)
-and searches are indexed equalities (an email, a QuickPe ID or a reference), never
-``LIKE '%...%'`` scans. Every change an action makes goes through one service, which audits it.
+and searches read indexes only: a QuickPe ID or a reference by equality, names and emails by
+their start (``User.objects.matching``), never ``LIKE '%...%'`` scans. Every change an action
+makes goes through one service, which audits it.
 """
 
 import calendar
-import re
 from collections.abc import Callable
 from datetime import date
+from functools import update_wrapper
 from urllib.parse import urlencode
 
 from django import forms
@@ -20,19 +22,42 @@ from django.contrib.auth import get_user_model
 from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
 from django.db.models import Model, Q
-from django.template.response import TemplateResponse
+from django.template.response import SimpleTemplateResponse, TemplateResponse
 from django.urls import reverse
 from django.utils import formats, timezone
 from django.utils.functional import cached_property
 from django.utils.html import format_html
 from django.utils.text import capfirst
 
+from quickpe.business_day import business_zone
 from quickpe.errors import QuickPeError
 
-_QUICKPE_ID = re.compile(r"QP[0-9]{8}")
 # An action changes at most this many rows at once: "select all" on a large list must not
 # freeze (or reverse) thousands of things by one click.
 MAX_ACTION_OBJECTS = 50
+
+
+class QuickPeAdminSite(admin.AdminSite):
+    """The admin site (``quickpe.apps.AdminConfig``): every page on India's clock.
+
+    Support staff answer customers who read Asia/Kolkata times on their pages and statements,
+    so every time on an admin page is shown in that zone, and the date hierarchy's days and
+    months are Asia/Kolkata ones (Django bounds them in the current time zone): "8 November"
+    in the admin is the 8 November of the customer's statement."""
+
+    def admin_view(self, view, cacheable=False):
+        checked = super().admin_view(view, cacheable)
+
+        def on_business_clock(request, *args, **kwargs):
+            with timezone.override(business_zone()):
+                response = checked(request, *args, **kwargs)
+                # Django renders a TemplateResponse after the view returns, outside this
+                # block: render it here, where times are still converted to the zone.
+                if isinstance(response, SimpleTemplateResponse):
+                    response.render()
+                return response
+
+        return update_wrapper(on_business_clock, checked)
 
 
 class BoundedCountPaginator(Paginator):
@@ -134,7 +159,10 @@ class StaffAdmin(admin.ModelAdmin):
     search_user_fields: tuple[str, ...] = ()
     # Reference prefix ("TRF", "TXN") -> the field holding such references.
     search_reference_fields: dict[str, str] = {}
-    search_help_text = "An exact email address, QuickPe ID (QP...) or reference (TRF..., TXN...)."
+    search_help_text = (
+        "A QuickPe ID (QP...), a reference (TRF..., TXN...), or the start of a first, last or "
+        "full name or of an email, in any case."
+    )
 
     def get_paginator(self, request, queryset, per_page, orphans=0, allow_empty_first_page=True):
         try:
@@ -151,37 +179,35 @@ class StaffAdmin(admin.ModelAdmin):
         return changelist
 
     @property
-    def _searches_exactly(self) -> bool:
+    def _searches_by_index(self) -> bool:
         return bool(self.search_user_fields or self.search_reference_fields)
 
     def get_search_fields(self, request):
-        if not self._searches_exactly:
+        if not self._searches_by_index:
             return super().get_search_fields(request)  # a subclass's own search_fields
         # Only decides whether the search box shows; get_search_results does the searching.
         return [*self.search_user_fields, *self.search_reference_fields.values()]
 
     def get_search_results(self, request, queryset, search_term):
-        """One indexed equality: the user with that email or QuickPe ID (looked up first, so
-        the rows are then found through their user-id indexes), or the row(s) with that
-        reference. Anything else matches nothing."""
-        if not self._searches_exactly:
+        """A reference (``TRF...``, ``TXN...``) finds its row(s) by equality; anything else
+        finds the rows of the users it names (``User.objects.matching``: a QuickPe ID, or the
+        start of a name or email), through a subquery on the users' indexes and then the rows'
+        user-id indexes."""
+        if not self._searches_by_index:
             return super().get_search_results(request, queryset, search_term)
         term = search_term.strip()
         if not term:
             return queryset, False
-        if self.search_user_fields and ("@" in term or _QUICKPE_ID.fullmatch(term.upper())):
-            lookup = {"email": term.lower()} if "@" in term else {"quickpe_id": term.upper()}
-            user_id = get_user_model().objects.filter(**lookup).values_list("pk", flat=True).first()
-            if user_id is None:
-                return queryset.none(), False
-            condition = Q()
-            for field in self.search_user_fields:
-                condition |= Q(**{field: user_id})
-            return queryset.filter(condition), False
         field = self.search_reference_fields.get(term[:3].upper())
-        if field is None:
+        if field is not None:
+            return queryset.filter(**{field: term.upper()}), False
+        if not self.search_user_fields:
             return queryset.none(), False
-        return queryset.filter(**{field: term.upper()}), False
+        users = get_user_model().objects.matching(term).values("pk")
+        condition = Q()
+        for path in self.search_user_fields:
+            condition |= Q(**{f"{path}__in": users})
+        return queryset.filter(condition), False
 
     def changelist_view(self, request, extra_context=None):
         # Django quietly ignores an action the user may not run; refuse it loudly instead.
@@ -203,6 +229,14 @@ class ReadOnlyAdmin(StaffAdmin):
 
     def has_delete_permission(self, request, obj=None):
         return False
+
+
+def user_search_help(whose: str) -> str:
+    """The search box's help on a list searched by its users (``search_user_fields``)."""
+    return (
+        f"The start of the {whose} first, last or full name or email (any case), or a "
+        "QuickPe ID (QP...)."
+    )
 
 
 def admin_link(obj: Model | None, label: object = None) -> str:
@@ -236,12 +270,17 @@ def reason_action(
     *,
     name: str,
     title: str,
+    effect: str,
+    describe: Callable[[Model], dict[str, object]],
     service: Callable[[Model, str], object],
     done: str,
 ):
     """Run an action that needs a reason: the first POST (from the list) shows a page asking
-    for it, the second calls ``service(obj, reason)`` for each selected row. Each call is its
-    own transaction; a refused one is reported and changes nothing."""
+    for it, which says what the action does (``effect``) and to whom, one row per selected
+    object (``describe(obj)``: column -> value, e.g. the amount and both parties of a
+    transfer), so that staff confirm what they see; the second POST calls
+    ``service(obj, reason)`` for each. Each call is its own transaction; a refused one is
+    reported and changes nothing."""
     objects = list(queryset[: MAX_ACTION_OBJECTS + 1])
     if len(objects) > MAX_ACTION_OBJECTS:
         modeladmin.message_user(
@@ -261,10 +300,14 @@ def reason_action(
         if succeeded:
             modeladmin.message_user(request, done.format(count=succeeded), messages.SUCCESS)
         return None
+    described = [describe(obj) for obj in objects]
     context = {
         **modeladmin.admin_site.each_context(request),
         "title": title,
         "opts": modeladmin.model._meta,
+        "effect": effect,
+        "columns": list(described[0]) if described else [],
+        "rows": [list(row.items()) for row in described],
         "objects": objects,
         "form": form,
         "action": name,

@@ -70,7 +70,7 @@ SILENCED_SYSTEM_CHECKS = ["security.W021"]
 
 INSTALLED_APPS = [
     "daphne",
-    "django.contrib.admin",
+    "quickpe.apps.AdminConfig",  # django.contrib.admin with QuickPe's site
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",

@@ -1,5 +1,6 @@
 """``make screenshots``: the dashboard's main pages, as a person sees them, at a laptop's and a
-phone's width, into ``screenshots/`` (git-ignored), for a human to look at.
+phone's width, into ``screenshots/`` (git-ignored), for a human to look at; and the support
+admin's wallet page and a confirmation page, as the demo staff member.
 
 Runs under ``quickpe.embedded run`` on the development database with the demo data (the same
 ``migrate`` + ``seed_demo`` as ``make run``), starts gunicorn and daphne on free ports, signs
@@ -7,6 +8,7 @@ in as the demo user Asha in Debian's Chromium and saves full-page PNGs.
 """
 
 import os
+import re
 import subprocess
 import sys
 import time
@@ -20,7 +22,7 @@ django.setup()  # for the demo password and the test helpers' imports
 
 from quickpe.daphne_tuning import DAPHNE_OPTIONS  # noqa: E402
 from tests.processes import free_port, wait_until  # noqa: E402
-from wallet.management.commands.seed_demo import DEMO_PASSWORD  # noqa: E402
+from wallet.management.commands.seed_demo import DEMO_PASSWORD, STAFF  # noqa: E402
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 OUT = BASE_DIR / "screenshots"
@@ -38,6 +40,36 @@ def _listening(url: str) -> bool:
             return True
     except OSError:
         return False
+
+
+def _shot(page, name: str) -> None:
+    target = OUT / f"{name}.png"
+    page.screenshot(path=str(target), full_page=True)
+    sys.stdout.write(f"{target.relative_to(BASE_DIR)}\n")
+
+
+def admin_pages(browser, base: str, label: str, width: int, height: int) -> None:
+    """The support admin as the demo staff member: Asha's wallet, and the page a freeze asks
+    for its reason on (left with "No, take me back": nothing is frozen)."""
+    context = browser.new_context(base_url=base, viewport={"width": width, "height": height})
+    page = context.new_page()
+    page.goto("/admin/login/")
+    page.get_by_label("Email").fill(STAFF[0])
+    page.get_by_label("Password").fill(DEMO_PASSWORD)
+    page.get_by_role("button", name="Log in").click()
+    page.wait_for_url("**/admin/")
+    page.goto("/admin/wallet/wallet/?q=asha")
+    page.locator(".field-balance_inr a").first.click()
+    page.wait_for_url(re.compile(r"/admin/wallet/wallet/[0-9]+/change/"))
+    _shot(page, f"admin-wallet-{label}-{width}")
+    page.goto("/admin/wallet/wallet/?q=asha")
+    page.locator("input.action-select").first.check()
+    page.locator("select[name=action]").select_option("freeze")
+    page.get_by_role("button", name="Go").click()
+    page.get_by_label("Reason").wait_for()
+    _shot(page, f"admin-freeze-{label}-{width}")
+    page.get_by_role("link", name="No, take me back").click()
+    context.close()
 
 
 def main() -> int:
@@ -99,6 +131,7 @@ def main() -> int:
                     page.screenshot(path=str(target), full_page=True)
                     sys.stdout.write(f"{target.relative_to(BASE_DIR)}\n")
                 context.close()
+                admin_pages(browser, base, label, width, height)
             browser.close()
     finally:
         for child in children:

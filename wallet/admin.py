@@ -13,6 +13,7 @@ reversing transfers and creating or editing accounts are for superusers only.
 from contextvars import ContextVar
 
 from django import forms
+from django.conf import settings
 from django.contrib import admin
 from django.contrib.admin.forms import AdminAuthenticationForm
 from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
@@ -22,12 +23,20 @@ from django.contrib.auth.views import INTERNAL_RESET_SESSION_TOKEN, PasswordRese
 from django.core.exceptions import ValidationError
 from django.http import HttpResponseRedirect
 from django.utils import timezone
-from django.utils.html import format_html_join
+from django.utils.html import format_html, format_html_join
 from rest_framework_simplejwt.token_blacklist.models import BlacklistedToken, OutstandingToken
 
 from audit.models import AuditEntry
 from notifications.models import Notification
-from quickpe.admin import ReadOnlyAdmin, StaffAdmin, admin_link, changelist_link, reason_action
+from quickpe.admin import (
+    ReadOnlyAdmin,
+    StaffAdmin,
+    admin_link,
+    changelist_link,
+    reason_action,
+    user_search_help,
+)
+from quickpe.business_day import business_day
 from quickpe.dashboard import throttled
 from quickpe.errors import InvalidCredentials
 from quickpe.money import format_inr
@@ -36,6 +45,7 @@ from quickpe.throttling import (
     SigninAccountWideThrottle,
     SigninIPThrottle,
 )
+from wallet.limits import daily_totals
 from wallet.models import (
     DeviceSession,
     IdempotencyKey,
@@ -151,6 +161,16 @@ def _activity_links(user: User) -> str:
     )
 
 
+def _party(user: User) -> str:
+    """A person as a confirmation page names them: their name (a link to them), QuickPe ID."""
+    return format_html("{} ({})", admin_link(user, user.get_full_name()), user.quickpe_id)
+
+
+def _balance(user: User) -> str:
+    wallet = getattr(user, "wallet", None)  # selected with the user
+    return "-" if wallet is None else format_inr(wallet.balance)
+
+
 @admin.register(User)
 class UserAdmin(StaffAdmin, DjangoUserAdmin):
     ordering = ["-id"]
@@ -168,7 +188,10 @@ class UserAdmin(StaffAdmin, DjangoUserAdmin):
     list_filter = ["is_active", "is_staff", "email_verified"]
     list_select_related = ["wallet"]
     search_user_fields = ("pk",)
-    search_help_text = "An exact email address or QuickPe ID (QP...)."
+    search_help_text = (
+        "The start of a first, last or full name (Priya, Sharma, Priya Sh) or of an email, in "
+        "any case, or a QuickPe ID (QP...)."
+    )
     date_hierarchy = "date_joined"
     change_password_form = PasswordSetForm
     form = UserChangeForm
@@ -182,6 +205,7 @@ class UserAdmin(StaffAdmin, DjangoUserAdmin):
         "is_active",
         "date_joined",
         "last_login",
+        "wallet_link",
         "activity",
     ]
     fieldsets = [
@@ -192,7 +216,7 @@ class UserAdmin(StaffAdmin, DjangoUserAdmin):
         ("Profile", {"fields": ["first_name", "last_name"]}),
         ("Access", {"fields": ["is_active", "is_staff", "is_superuser", "groups"]}),
         ("Dates", {"fields": ["date_joined", "last_login"]}),
-        ("Money and activity", {"fields": ["activity"]}),
+        ("Money and activity", {"fields": ["wallet_link", "activity"]}),
     ]
     add_fieldsets = [
         (None, {"fields": ["email", "first_name", "last_name", "password1", "password2"]}),
@@ -233,6 +257,14 @@ class UserAdmin(StaffAdmin, DjangoUserAdmin):
             return "-"
         return _activity_links(user)
 
+    def confirmation_row(self, user):
+        return {
+            "Name": _party(user),
+            "Email": user.email,
+            "Balance": _balance(user),
+            "Account": "active" if user.is_active else "deactivated",
+        }
+
     @admin.action(
         description="Deactivate selected users (signs them out)", permissions=["deactivate"]
     )
@@ -243,6 +275,12 @@ class UserAdmin(StaffAdmin, DjangoUserAdmin):
             queryset,
             name="deactivate",
             title="Deactivate users",
+            effect=(
+                "Each account below can no longer sign in: every device is signed out at once, "
+                "and its pending money requests, both ways, are cancelled (the other person is "
+                "told). Its money stays in its wallet. The customer is told."
+            ),
+            describe=self.confirmation_row,
             done="{count} user(s) deactivated and signed out.",
             service=lambda user, reason: support.user_deactivate(
                 user=user, actor=request.user, reason=reason, request=request
@@ -257,6 +295,8 @@ class UserAdmin(StaffAdmin, DjangoUserAdmin):
             queryset,
             name="reactivate",
             title="Reactivate users",
+            effect="Each account below can sign in again. The customer is told.",
+            describe=self.confirmation_row,
             done="{count} user(s) reactivated.",
             service=lambda user, reason: support.user_reactivate(
                 user=user, actor=request.user, reason=reason, request=request
@@ -271,6 +311,12 @@ class UserAdmin(StaffAdmin, DjangoUserAdmin):
             queryset,
             name="send_password_reset",
             title="Send password reset links",
+            effect=(
+                "Each address below gets an email with a link to choose a new password, valid "
+                f"for {settings.PASSWORD_RESET_TIMEOUT // 3600} hours; choosing one signs "
+                "every device out."
+            ),
+            describe=self.confirmation_row,
             done="Password reset link sent to {count} user(s).",
             service=lambda user, reason: support.password_reset_send(
                 user=user, actor=request.user, reason=reason, request=request
@@ -317,11 +363,24 @@ class WalletAdmin(ReadOnlyAdmin):
     ordering = ["-id"]
     sortable_by = ()
     list_display = ["owner", "balance_inr", "status", "updated_at", "lines"]
+    # The owner's column links to the owner; the balance to the wallet (a link in a link is
+    # neither).
+    list_display_links = ["balance_inr"]
     list_filter = ["status"]
     list_select_related = ["user"]
     search_user_fields = ("user",)
-    search_help_text = "The owner's exact email address or QuickPe ID (QP...)."
-    readonly_fields = ["activity"]
+    search_help_text = user_search_help("owner's")
+    fields = [
+        "owner",
+        "balance_inr",
+        "status",
+        "used_today",
+        "created_at",
+        "updated_at",
+        "lines",
+        "activity",
+    ]
+    readonly_fields = ["owner", "balance_inr", "used_today", "lines", "activity"]
     actions = ["freeze", "unfreeze"]
 
     def has_freeze_permission(self, request):
@@ -339,9 +398,26 @@ class WalletAdmin(ReadOnlyAdmin):
     def lines(self, wallet):
         return changelist_link(LedgerEntry, "lines", wallet__id__exact=wallet.pk)
 
+    @admin.display(description="used today (IST)")
+    def used_today(self, wallet):
+        deposited, outgoing = daily_totals(wallet, business_day())
+        return (
+            f"{format_inr(deposited)} added of {format_inr(settings.QUICKPE_DAILY_DEPOSIT_LIMIT)}"
+            f", {format_inr(outgoing)} sent of "
+            f"{format_inr(settings.QUICKPE_DAILY_OUTGOING_LIMIT)}"
+        )
+
     @admin.display(description="activity")
     def activity(self, wallet):
         return _activity_links(wallet.user)
+
+    def confirmation_row(self, wallet):
+        return {
+            "Owner": _party(wallet.user),
+            "Email": wallet.user.email,
+            "Balance": format_inr(wallet.balance),
+            "Status": wallet.status,
+        }
 
     @admin.action(description="Freeze selected wallets", permissions=["freeze"])
     def freeze(self, request, queryset):
@@ -351,6 +427,12 @@ class WalletAdmin(ReadOnlyAdmin):
             queryset,
             name="freeze",
             title="Freeze wallets",
+            effect=(
+                "Money stops moving in and out of each wallet below (sending, receiving, adding "
+                "money, paying requests) until it is unfrozen; its balance stays. The owner is "
+                "told."
+            ),
+            describe=self.confirmation_row,
             done="{count} wallet(s) frozen.",
             service=lambda wallet, reason: support.wallet_freeze(
                 wallet=wallet, actor=request.user, reason=reason, request=request
@@ -365,6 +447,8 @@ class WalletAdmin(ReadOnlyAdmin):
             queryset,
             name="unfreeze",
             title="Unfreeze wallets",
+            effect="Money can move in and out of each wallet below again. The owner is told.",
+            describe=self.confirmation_row,
             done="{count} wallet(s) active again.",
             service=lambda wallet, reason: support.wallet_unfreeze(
                 wallet=wallet, actor=request.user, reason=reason, request=request
@@ -392,7 +476,25 @@ class LedgerEntryAdmin(ReadOnlyAdmin):
     list_select_related = ["wallet__user", "transfer"]
     search_user_fields = ("wallet__user",)
     search_reference_fields = {"TXN": "reference", "TRF": "transfer__reference"}
+    search_help_text = (
+        "A reference (TXN..., or a transfer's TRF...), or the start of the wallet owner's "
+        "first, last or full name or email (any case), or a QuickPe ID."
+    )
     date_hierarchy = "created_at"
+    fields = [
+        "reference",
+        "owner",
+        "kind",
+        "direction",
+        "amount_inr",
+        "balance_after_inr",
+        "category",
+        "description",
+        "counterparty",
+        "transfer",
+        "created_at",
+    ]
+    readonly_fields = ["owner", "amount_inr", "balance_after_inr"]
 
     @admin.display(description="wallet")
     def owner(self, entry):
@@ -428,8 +530,24 @@ class TransferAdmin(ReadOnlyAdmin):
     list_select_related = ["sender", "recipient"]
     search_user_fields = ("sender", "recipient")
     search_reference_fields = {"TRF": "reference"}
+    search_help_text = (
+        "A reference (TRF...), or the start of the sender's or recipient's first, last or full "
+        "name or email (any case), or a QuickPe ID."
+    )
     date_hierarchy = "created_at"
-    readonly_fields = ["lines", "money_request_link"]
+    fields = [
+        "reference",
+        "sender",
+        "recipient",
+        "amount_inr",
+        "note",
+        "category",
+        "status",
+        "created_at",
+        "lines",
+        "money_request_link",
+    ]
+    readonly_fields = ["amount_inr", "lines", "money_request_link"]
     actions = ["reverse"]
 
     def has_reverse_permission(self, request):
@@ -455,6 +573,21 @@ class TransferAdmin(ReadOnlyAdmin):
     def money_request_link(self, transfer):
         return admin_link(MoneyRequest.objects.filter(transfer=transfer).first())
 
+    def confirmation_row(self, transfer):
+        recipient_balance = transfer.recipient.wallet.balance
+        held = format_inr(recipient_balance)
+        if recipient_balance < transfer.amount:
+            held += " (less than the amount: this one will be refused)"
+        return {
+            "Reference": admin_link(transfer, transfer.reference),
+            "Sent": transfer.created_at,
+            "Amount": format_inr(transfer.amount),
+            "Back from (recipient)": _party(transfer.recipient),
+            "Recipient's balance": held,
+            "Back to (sender)": _party(transfer.sender),
+            "Status": transfer.status,
+        }
+
     @admin.action(
         description="Reverse selected transfers (send the money back)", permissions=["reverse"]
     )
@@ -462,9 +595,15 @@ class TransferAdmin(ReadOnlyAdmin):
         return reason_action(
             self,
             request,
-            queryset,
+            queryset.select_related("sender", "recipient__wallet"),
             name="reverse",
             title="Reverse transfers",
+            effect=(
+                "The amount of each transfer below goes back from its recipient to its sender "
+                "(two new ledger lines; the transfer is marked reversed). One whose recipient no "
+                "longer holds the amount is refused and changes nothing. Both people are told."
+            ),
+            describe=self.confirmation_row,
             done="{count} transfer(s) reversed.",
             service=lambda transfer, reason: support.transfer_reverse(
                 transfer=transfer, actor=request.user, reason=reason, request=request
@@ -489,8 +628,20 @@ class MoneyRequestAdmin(ReadOnlyAdmin):
     list_filter = ["status"]
     list_select_related = ["requester", "payer", "transfer"]
     search_user_fields = ("requester", "payer")
-    search_help_text = "The requester's or payer's exact email address or QuickPe ID (QP...)."
+    search_help_text = user_search_help("requester's or payer's")
     date_hierarchy = "created_at"
+    fields = [
+        "requester",
+        "payer",
+        "amount_inr",
+        "note",
+        "status",
+        "created_at",
+        "expires_at",
+        "resolved_at",
+        "transfer",
+    ]
+    readonly_fields = ["amount_inr"]
 
     @admin.display(description="requester")
     def requester_link(self, money_request):
@@ -538,10 +689,11 @@ class DeviceSessionAdmin(ReadOnlyAdmin):
         "expires_at",
         "revoked_at",
     ]
+    list_display_links = ["device"]  # the user's column links to the user
     list_filter = [SessionStateFilter]
     list_select_related = ["user"]
     search_user_fields = ("user",)
-    search_help_text = "The user's exact email address or QuickPe ID (QP...)."
+    search_help_text = user_search_help("user's")
     date_hierarchy = "created_at"
     exclude = ["refresh_jti", "device_key"]
 
@@ -555,9 +707,10 @@ class IdempotencyKeyAdmin(ReadOnlyAdmin):
     ordering = ["-id"]
     sortable_by = ()
     list_display = ["user_link", "key", "response_status", "created_at"]
+    list_display_links = ["key"]  # the user's column links to the user
     list_select_related = ["user"]
     search_user_fields = ("user",)
-    search_help_text = "The user's exact email address or QuickPe ID (QP...)."
+    search_help_text = user_search_help("user's")
     date_hierarchy = "created_at"
 
     @admin.display(description="user")

@@ -2,11 +2,13 @@
 that must never break (non-negative balances, positive amounts, unique references, an
 append-only ledger) even if a bug slipped past the services."""
 
+import re
+
 import pgtrigger
 from django.contrib.auth.models import AbstractBaseUser, BaseUserManager, PermissionsMixin
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db import models
-from django.db.models.functions import Lower
+from django.db.models.functions import Collate, Concat, Lower, Upper
 from django.utils import timezone
 
 from quickpe.db import fetch_models
@@ -19,6 +21,19 @@ _USER_IN_ACTIVE_SESSION = """
         WHERE s.id = %s AND s.user_id = u.id AND s.revoked_at IS NULL AND s.expires_at > now()
     )
 """
+
+QUICKPE_ID = re.compile(r"QP[0-9]{8}")
+# What a staff search compares a name or an email with (``UserManager.matching``), in capitals
+# so that any case matches. The same expressions are indexed (``User.Meta.indexes``). In the
+# "C" collation (byte order) because PostgreSQL reads a B-tree for ``LIKE 'PRIYA%'`` only when
+# it sorts that way (or has the text_pattern_ops operator class, which Django can give an
+# expression only through django.contrib.postgres, whose connection hook we do not want).
+_SEARCHED = {
+    "full_name_upper": Collate(Upper(Concat("first_name", models.Value(" "), "last_name")), "C"),
+    "last_name_upper": Collate(Upper("last_name"), "C"),
+    "email_upper": Collate(Upper("email"), "C"),
+}
+MIN_SEARCH_LENGTH = 2
 
 
 class UserManager(BaseUserManager):
@@ -35,6 +50,24 @@ class UserManager(BaseUserManager):
         speaks for (``quickpe.authentication``, which also checks ``is_active``)."""
         found = fetch_models(self.model, _USER_IN_ACTIVE_SESSION, [user_id, session_id])
         return found[0] if found else None
+
+    def matching(self, term: str) -> models.QuerySet:
+        """The users a staff search for ``term`` finds: the one with that QuickPe ID, or those
+        whose first name, last name, full name ("Priya Sh") or email starts with it, in any
+        case (at least ``MIN_SEARCH_LENGTH`` characters). Each is the start of an indexed
+        expression, a range of a B-tree, so a search never reads the whole table; a match
+        inside a word ("riya") would need a trigram index (docs/admin-and-dashboard.md)."""
+        term = " ".join(term.split())
+        if QUICKPE_ID.fullmatch(term.upper()):
+            return self.filter(quickpe_id=term.upper())
+        if len(term) < MIN_SEARCH_LENGTH:
+            return self.none()
+        start = term.upper()
+        return self.alias(**_SEARCHED).filter(
+            models.Q(full_name_upper__startswith=start)
+            | models.Q(last_name_upper__startswith=start)
+            | models.Q(email_upper__startswith=start)
+        )
 
 
 class User(AbstractBaseUser, PermissionsMixin):
@@ -76,6 +109,11 @@ class User(AbstractBaseUser, PermissionsMixin):
                 condition=models.Q(email_verified=False),
                 name="wallet_user_unverified",
             ),
+            # The admin's search by the start of a name or an email (UserManager.matching):
+            # a LIKE 'PRIYA%' is a range scan of these.
+            models.Index(_SEARCHED["full_name_upper"], name="wallet_user_full_name_upper"),
+            models.Index(_SEARCHED["last_name_upper"], name="wallet_user_last_name_upper"),
+            models.Index(_SEARCHED["email_upper"], name="wallet_user_email_upper"),
         ]
         constraints = [
             models.UniqueConstraint(Lower("email"), name="wallet_user_email_ci_unique"),
