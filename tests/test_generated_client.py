@@ -87,17 +87,16 @@ def test_a_generated_client_calls_every_operation(tmp_path, monkeypatch):
         QUICKPE_SIGNIN_RATE="off",
         QUICKPE_SIGNUP_BONUS="0",
     ) as stack:
-        stack.start_worker("worker")  # builds the export the client downloads
         base = f"http://127.0.0.1:{stack.http_port}"
         generated = _generate(base, tmp_path, monkeypatch)
         models = importlib.import_module(f"{PACKAGE}.models")
         api = Api(generated)
         anonymous = api.client(base)
-        _run_everything(api, models, anonymous, base)
+        _run_everything(api, models, anonymous, base, stack)
     assert api.called == set(api.modules), sorted(set(api.modules) - api.called)
 
 
-def _run_everything(api, models, anonymous, base):  # noqa: PLR0915 - one story, in order
+def _run_everything(api, models, anonymous, base, stack):  # noqa: PLR0915 - one story, in order
     key = lambda: uuid.uuid4().hex  # noqa: E731
     password = f"pw-{uuid.uuid4().hex}"
     email = f"gen-{uuid.uuid4().hex[:8]}@example.com"
@@ -266,6 +265,8 @@ def _run_everything(api, models, anonymous, base):  # noqa: PLR0915 - one story,
     export = api("v1_exports_create", me, 202, body=export_request)
     api("v1_exports_list", me, 200)
     api("v1_exports_download_retrieve", me, 409, id=export.id)
+    # Only now a worker that builds it: started earlier, it could finish before the 409.
+    stack.start_worker("worker")
     wait_until(
         lambda: api("v1_exports_retrieve", me, 200, id=export.id).status.value == "done",
         timeout=60,
