@@ -165,6 +165,20 @@ def verification_mail_on_commit(user: User, *, request) -> bool:
 # Changes --------------------------------------------------------------------------------------
 
 
+def _owner_change_record(user: User, action: str, *, request) -> None:
+    """The audit entry of a change the owner made to their own address (email masked by the
+    audit log), and its audit event."""
+    audited = audit_append(
+        actor=user,
+        action=action,
+        entity_type="user",
+        entity_id=user.pk,
+        data={"email": user.email},
+        request=request,
+    )
+    events_emit({}, audit=[audited])
+
+
 @unit_of_work
 def email_verification_send(*, user: User, request) -> None:
     """Mail a new verification link to the user's address (asked for by its owner: the API, the
@@ -173,15 +187,7 @@ def email_verification_send(*, user: User, request) -> None:
     ``user.email_verification_sent``. Locks: the user's audit chain head, the user's stream."""
     if user.email_verified:
         raise AlreadyVerified()
-    audited = audit_append(
-        actor=user,
-        action="user.email_verification_sent",
-        entity_type="user",
-        entity_id=user.pk,
-        data={"email": user.email},
-        request=request,
-    )
-    events_emit({}, audit=[audited])
+    _owner_change_record(user, "user.email_verification_sent", request=request)
     verification_mail_on_commit(user, request=request)
 
 
@@ -201,13 +207,5 @@ def email_verify(*, token: str, request=None) -> User:
         raise InvalidVerificationToken()
     locked.email_verified, locked.email_verified_at = True, timezone.now()
     locked.save(update_fields=["email_verified", "email_verified_at"])
-    audited = audit_append(
-        actor=locked,
-        action="user.email_verified",
-        entity_type="user",
-        entity_id=locked.pk,
-        data={"email": locked.email},
-        request=request,
-    )
-    events_emit({}, audit=[audited])
+    _owner_change_record(locked, "user.email_verified", request=request)
     return locked
