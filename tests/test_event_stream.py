@@ -363,21 +363,29 @@ def test_a_deeply_nested_message_is_an_error_frame_and_the_connection_lives_on()
     assert quoted_answer["type"] == "pong"
 
 
-def test_a_client_over_the_message_rate_gets_rate_limited_then_is_closed():
-    user = make_user("Flooder")
-    burst, refused = consumers.MESSAGE_BURST, consumers.REFUSED_BEFORE_CLOSE
+def flood_until_closed(user, message: dict, count: int) -> list[dict]:
+    """After the hello, ``count`` copies of ``message`` at once; every output the consumer
+    gives until it closes the connection (the close is the last)."""
 
     async def scenario():
         stream = await open_stream(user)
         await stream.receive_json_from(timeout=WAIT)
-        for _ in range(burst + refused + 5):  # sent at once, faster than the bucket refills
-            await stream.send_json_to({"type": "ping"})
+        for _ in range(count):
+            await stream.send_json_to(message)
         outputs = []
         while not outputs or outputs[-1]["type"] != "websocket.close":
             outputs.append(await stream.receive_output(timeout=WAIT))
         return outputs
 
-    outputs = async_to_sync(scenario)()
+    return async_to_sync(scenario)()
+
+
+def test_a_client_over_the_message_rate_gets_rate_limited_then_is_closed():
+    user = make_user("Flooder")
+    burst, refused = consumers.MESSAGE_BURST, consumers.REFUSED_BEFORE_CLOSE
+
+    # Sent at once, faster than the bucket refills.
+    outputs = flood_until_closed(user, {"type": "ping"}, burst + refused + 5)
     frames = [json.loads(output["text"]) for output in outputs[:-1]]
     assert [frame["type"] for frame in frames] == ["pong"] * burst + ["error"]
     assert frames[-1]["code"] == "rate_limited"
@@ -393,17 +401,7 @@ def test_300_resumes_do_not_multiply_the_replay():
     position = Event.objects.filter(user=bob).count()  # signup + 5 transfers x 3 events
     resumes_served = consumers.MESSAGE_BURST // (1 + consumers.REPLAY_COST)  # 2
 
-    async def scenario():
-        stream = await open_stream(bob)
-        await stream.receive_json_from(timeout=WAIT)
-        for _ in range(300):
-            await stream.send_json_to({"type": "resume", "last_event_id": 0})
-        outputs = []
-        while not outputs or outputs[-1]["type"] != "websocket.close":
-            outputs.append(await stream.receive_output(timeout=WAIT))
-        return outputs
-
-    outputs = async_to_sync(scenario)()
+    outputs = flood_until_closed(bob, {"type": "resume", "last_event_id": 0}, 300)
     frames = [json.loads(output["text"]) for output in outputs[:-1]]
     replay = list(range(1, position + 1))
     assert len(frames) == resumes_served * (position + 1) + 1
